@@ -1,0 +1,41 @@
+r"""BAD EXAMPLES: the textbook formulas typed in as written.  Do not use them.
+
+They are here so the notebooks and tests can show *why* :mod:`rmteach.numpy`
+uses the stable forms.  Each is correct on paper and wrong in floating point:
+
+* :func:`naive_ranking_loss` computes ``-log(sigmoid(d))``.  In float32,
+  ``sigmoid(d)`` rounds to 0 for ``d`` below about -104, so the loss is ``inf``
+  and its gradient NaN (in float64 below about -745); and it rounds to 1 for
+  ``d`` above about 17, so the loss is exactly 0 instead of about ``e^{-d}``.
+* :func:`naive_preference_probability` computes
+  ``exp(r_a) / (exp(r_a) + exp(r_b))``, which is ``inf / inf = nan`` once both
+  rewards pass about 89 (float32) or 710 (float64).
+
+Reported as real bugs (infinite losses, NaN gradients) in open RLHF code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def naive_sigmoid(x: ArrayLike) -> np.ndarray:
+    """BAD EXAMPLE: ``1 / (1 + exp(-x))``; ``exp`` overflows (with a warning) for large ``-x``."""
+    x = np.asarray(x)
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-x))
+
+
+def naive_ranking_loss(r_pref: ArrayLike, r_rej: ArrayLike) -> np.ndarray:
+    """BAD EXAMPLE: per-pair ``-log(sigmoid(r_pref - r_rej))``, unreduced."""
+    d = np.asarray(r_pref) - np.asarray(r_rej)
+    with np.errstate(divide="ignore"):
+        return -np.log(naive_sigmoid(d))
+
+
+def naive_preference_probability(r_a: ArrayLike, r_b: ArrayLike) -> np.ndarray:
+    """BAD EXAMPLE: ``exp(r_a) / (exp(r_a) + exp(r_b))`` straight from the definition."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        ea, eb = np.exp(np.asarray(r_a)), np.exp(np.asarray(r_b))
+        return ea / (ea + eb)

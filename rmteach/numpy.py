@@ -1,0 +1,466 @@
+r"""Reference NumPy implementation of reward-model preference losses.
+
+The same public names, with the same arguments, live in :mod:`rmteach.torch`,
+so a notebook cell runs under either::
+
+    from rmteach import numpy as rm      # or: from rmteach import torch as rm
+    rm.preference_probability(2.0, 1.0)  # sigma(1) = 0.7310585786300049
+
+Inputs are Python numbers, NumPy arrays or lists: a scalar for one pair, shape
+``(B,)`` for a batch of ``B`` pairs, and ``(N,)`` or ``(B, N)`` for the
+list-wise losses.  float32 and float64 are computed in their own precision,
+integers as float64 and float16 as float32.  Scalars in give NumPy scalars out.
+
+**Stable forms.**  Every loss is written with the softplus identity
+
+.. math:: -\log\sigma(\Delta) = \max(-\Delta, 0) + \log\bigl(1 + e^{-|\Delta|}\bigr),
+
+whose ``exp`` never overflows and whose ``log1p`` keeps the tiny losses of
+well-separated pairs; float64 results are within 1 ulp of the exact value.
+The naive ``-log(sigmoid(x))`` lives only in :mod:`rmteach.naive`, as a bad
+example.
+
+**NaN and infinity.**  A NaN reward, margin or soft label gives NaN for that
+pair, and so for any mean or sum over it (and for :func:`ranking_accuracy`);
+nothing is silently replaced.  Infinite rewards follow IEEE arithmetic
+(``r_pref = +inf`` against a finite ``r_rej`` has loss 0; ``inf - inf`` is NaN).
+Weights must be finite.
+
+Functions that reduce a batch (``reduction="mean"`` or ``"sum"``) sum per-block
+partials with :func:`math.fsum`, so their result does not depend on the number
+of threads used (see :mod:`rmteach._blocks`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from rmteach import _checks
+from rmteach._blocks import map_blocks
+
+__all__ = [
+    "log_sigmoid",
+    "preference_probability",
+    "ranking_loss",
+    "ranking_loss_grad",
+    "regularized_ranking_loss",
+    "listwise_ranking_loss",
+    "plackett_luce_loss",
+    "ranking_accuracy",
+    "center_rewards",
+    "soft_ranking_loss",
+    "soft_ranking_loss_grad",
+]
+
+Real = Union[np.ndarray, np.floating]
+
+
+# --------------------------------------------------------------------------
+# in-place kernels on one block (the only places the formulas are evaluated)
+
+
+def _neg_log_sigmoid_inplace(d: np.ndarray, tmp: np.ndarray) -> None:
+    r"""``d <- -log sigma(d) = max(-d, 0) + log1p(exp(-|d|))``; ``tmp`` is scratch."""
+    np.abs(d, out=tmp)
+    np.negative(tmp, out=tmp)
+    np.exp(tmp, out=tmp)  # e^{-|d|} in (0, 1]: never overflows
+    np.log1p(tmp, out=tmp)  # log1p keeps the tiny values log(1 + e) would round to 0
+    np.negative(d, out=d)
+    np.maximum(d, 0, out=d)
+    np.add(d, tmp, out=d)
+
+
+def _sigmoid_neg_inplace(d: np.ndarray, tmp: np.ndarray) -> None:
+    r"""``d <- sigma(-d)``: ``1/(1+e)`` for ``d < 0``, ``e/(1+e)`` for ``d >= 0``, ``e = exp(-|d|)``."""
+    nonneg = d >= 0
+    np.abs(d, out=tmp)
+    np.negative(tmp, out=tmp)
+    np.exp(tmp, out=tmp)
+    np.add(tmp, 1, out=d)
+    np.reciprocal(d, out=d)
+    np.multiply(d, tmp, out=d, where=nonneg)
+
+
+# --------------------------------------------------------------------------
+# argument handling
+
+
+def _pair(name_a: str, x_a: ArrayLike, name_b: str, x_b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    a = _checks.as_real_array(name_a, x_a)
+    b = _checks.as_real_array(name_b, x_b)
+    _checks.check_pair_shapes(name_a, a.shape, name_b, b.shape)
+    dtype = np.result_type(a, b)
+    return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+
+
+def _like(name: str, x: ArrayLike, ref_name: str, ref: np.ndarray) -> np.ndarray:
+    arr = _checks.as_real_array(name, x)
+    _checks.check_like(name, arr.shape, ref_name, ref.shape)
+    return arr.astype(ref.dtype, copy=False)
+
+
+def _weights(weights: Optional[ArrayLike], ref: np.ndarray) -> Optional[np.ndarray]:
+    if weights is None:
+        return None
+    w = _checks.as_real_array("weights", weights)
+    _checks.check_weights(w, "r_pref", ref.shape)
+    return w.astype(ref.dtype, copy=False)
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape(-1)
+
+
+def _block(x: Optional[np.ndarray], lo: int, hi: int):
+    """Elements lo:hi of a flat array; a 0-d array (a shared scalar) as it is."""
+    if x is None or x.ndim == 0:
+        return x
+    return x[lo:hi]
+
+
+def _scalar_out(x: np.ndarray, shape: tuple) -> Real:
+    """Reshape a flat result; a 0-d result becomes a NumPy scalar."""
+    return x.reshape(shape)[()]
+
+
+def _blockwise(
+    kernel,
+    x: np.ndarray,
+    y: Optional[np.ndarray] = None,
+    shift: Optional[np.ndarray] = None,
+    weights: Optional[np.ndarray] = None,
+    total: bool = False,
+):
+    """``kernel(x - y - shift) * weights``, evaluated block by block.
+
+    ``y``, ``shift`` and ``weights`` are optional.  Returns the flat per-element
+    array, or with ``total=True`` only its sum (a Python float: per-block sums
+    added with :func:`math.fsum`), without ever holding the whole array.
+    """
+    xf = _flat(x)
+    yf = None if y is None else _flat(y)
+    sf = None if shift is None else (shift if shift.ndim == 0 else _flat(shift))
+    wf = None if weights is None else _flat(weights)
+    out = None if total else np.empty(xf.size, dtype=x.dtype)
+
+    def run(lo: int, hi: int) -> Optional[float]:
+        o = np.empty(hi - lo, dtype=x.dtype) if total else out[lo:hi]
+        if yf is None:
+            np.copyto(o, xf[lo:hi])
+        else:
+            np.subtract(xf[lo:hi], yf[lo:hi], out=o)
+        if sf is not None:
+            np.subtract(o, _block(sf, lo, hi), out=o)
+        kernel(o, np.empty_like(o))
+        if wf is not None:
+            np.multiply(o, wf[lo:hi], out=o)
+        return float(o.sum()) if total else None
+
+    parts = map_blocks(run, xf.size)
+    return math.fsum(parts) if total else out
+
+
+def _nonzero_margin(m: np.ndarray) -> Optional[np.ndarray]:
+    return None if (m.ndim == 0 and m == 0) else m
+
+
+def _weight_sum(w: Optional[np.ndarray], n: int) -> float:
+    return float(n) if w is None else float(np.sum(w, dtype=np.float64))
+
+
+def _reduce_pairs(kernel, a, b, m, w, reduction: str) -> Real:
+    """Per-pair ``w * kernel(a - b - m)``, reduced as ``reduction`` says."""
+    if reduction == "none":
+        return _scalar_out(_blockwise(kernel, a, b, m, w), a.shape)
+    total = _blockwise(kernel, a, b, m, w, total=True)
+    if reduction == "mean":
+        total /= _weight_sum(w, a.size)
+    return a.dtype.type(total)
+
+
+# --------------------------------------------------------------------------
+# public API
+
+
+def log_sigmoid(x: ArrayLike) -> Real:
+    r"""Log of the logistic sigmoid, :math:`\log\sigma(x) = -\log(1 + e^{-x})`, elementwise.
+
+    Stable form: :math:`\log\sigma(x) = \min(x, 0) - \log(1 + e^{-|x|})`, so
+    :math:`x = -1000` gives ``-1000.0`` (not ``-inf``) and :math:`x = 40` gives
+    ``-4.2e-18`` (not ``0``).
+
+    Shapes: any; the result has the shape of ``x``.
+    """
+    arr = _checks.as_real_array("x", x)
+    out = _blockwise(_neg_log_sigmoid_inplace, arr)
+    np.negative(out, out=out)
+    return _scalar_out(out, arr.shape)
+
+
+def preference_probability(r_a: ArrayLike, r_b: ArrayLike) -> Real:
+    r"""Bradley–Terry probability that response :math:`y_a` is preferred to :math:`y_b`.
+
+    .. math:: P(y_a \succ y_b \mid x) = \frac{e^{r(x,y_a)}}{e^{r(x,y_a)} + e^{r(x,y_b)}}
+              = \sigma\bigl(r(x,y_a) - r(x,y_b)\bigr)
+
+    Stable form: with :math:`\Delta = r_a - r_b` and :math:`e = e^{-|\Delta|}`,
+    :math:`\sigma(\Delta) = 1/(1+e)` for :math:`\Delta \ge 0` and :math:`e/(1+e)`
+    otherwise, so no exponential overflows.
+
+    Shapes: ``r_a`` and ``r_b`` both scalars or both ``(B,)``; result the same.
+    """
+    a, b = _pair("r_a", r_a, "r_b", r_b)
+    # sigma(a - b) = sigma(-(b - a))
+    return _scalar_out(_blockwise(_sigmoid_neg_inplace, b, a), a.shape)
+
+
+def ranking_loss(
+    r_pref: ArrayLike,
+    r_rej: ArrayLike,
+    margin: ArrayLike = 0.0,
+    weights: Optional[ArrayLike] = None,
+    reduction: str = "mean",
+) -> Real:
+    r"""Pair-wise ranking loss: the negative log-likelihood of Bradley–Terry.
+
+    Per pair, with :math:`\Delta = r_{\text{pref}} - r_{\text{rej}} - m`,
+
+    .. math:: \ell = -\log\sigma(\Delta) = \max(-\Delta, 0) + \log\bigl(1 + e^{-|\Delta|}\bigr)
+
+    (the right-hand side is the stable form used).  The empirical loss over a
+    dataset :math:`D` is the mean,
+    :math:`\mathcal{L} = -\frac{1}{|D|}\sum_{D} \log\sigma(r(x,y_a) - r(x,y_b))`.
+
+    Args:
+        r_pref: rewards of the preferred responses, scalar or ``(B,)``.
+        r_rej: rewards of the rejected responses, same shape.
+        margin: :math:`m`, a scalar or ``(B,)`` (Llama 2's preference-strength margin).
+        weights: optional ``(B,)`` per-pair weights :math:`w \ge 0`, not all zero.
+        reduction: ``"mean"`` gives :math:`\sum w\ell / \sum w` (plain mean without
+            weights), ``"sum"`` gives :math:`\sum w\ell`, ``"none"`` the per-pair
+            :math:`w\ell` with the shape of ``r_pref``.
+    """
+    reduction = _checks.check_reduction(reduction)
+    a, b = _pair("r_pref", r_pref, "r_rej", r_rej)
+    m = _nonzero_margin(_like("margin", margin, "r_pref", a))
+    w = _weights(weights, a)
+    return _reduce_pairs(_neg_log_sigmoid_inplace, a, b, m, w, reduction)
+
+
+def ranking_loss_grad(
+    r_pref: ArrayLike,
+    r_rej: ArrayLike,
+    margin: ArrayLike = 0.0,
+    weights: Optional[ArrayLike] = None,
+    reduction: str = "mean",
+) -> tuple[Real, Real]:
+    r"""Analytic gradient of :func:`ranking_loss`: ``(dL/dr_pref, dL/dr_rej)``.
+
+    With :math:`\Delta_i = r_{\text{pref},i} - r_{\text{rej},i} - m_i`,
+
+    .. math:: \frac{\partial \ell_i}{\partial r_{\text{pref},i}} = -\sigma(-\Delta_i)
+              = -(1 - \sigma(\Delta_i)), \qquad
+              \frac{\partial \ell_i}{\partial r_{\text{rej},i}} = +\sigma(-\Delta_i),
+
+    scaled by :math:`w_i / \sum w` for ``"mean"`` (:math:`1/B` without weights)
+    and by :math:`w_i` for ``"sum"`` and ``"none"`` (``"none"`` gives each
+    pair's derivative of its own :math:`w_i\ell_i`).  The two parts are equal and
+    opposite: a gradient step moves the two rewards apart by the same amount.
+    :math:`\sigma(-\Delta)` is computed in the stable two-branch form.
+
+    Shapes: both results have the shape of ``r_pref``.
+    """
+    reduction = _checks.check_reduction(reduction)
+    a, b = _pair("r_pref", r_pref, "r_rej", r_rej)
+    m = _nonzero_margin(_like("margin", margin, "r_pref", a))
+    w = _weights(weights, a)
+    g = _blockwise(_sigmoid_neg_inplace, a, b, m, w)  # w * sigma(-Delta) = w * dl/dr_rej
+    if reduction == "mean":
+        g /= g.dtype.type(_weight_sum(w, g.size))
+    return _scalar_out(-g, a.shape), _scalar_out(g, a.shape)
+
+
+def regularized_ranking_loss(r_pref: ArrayLike, r_rej: ArrayLike, coef: float) -> Real:
+    r"""Ranking loss plus the centering penalty that pins the rewards' free shift.
+
+    .. math:: \mathcal{L}_{\text{reg}} = \frac{1}{B}\sum_i -\log\sigma(r_{\text{pref},i} - r_{\text{rej},i})
+              + \lambda \, \frac{1}{B}\sum_i (r_{\text{pref},i} + r_{\text{rej},i})^2
+
+    with :math:`\lambda` = ``coef`` :math:`\ge 0` (TRL's ``center_rewards_coefficient``,
+    recommended 0.01).  The ranking loss only sees differences, so adding a
+    constant to every reward leaves it unchanged; the penalty is smallest when
+    the rewards of each pair are centred on 0.
+
+    **Erratum.**  The book prints :math:`\mathcal{L}_{\text{pair}} - E[(r_a + r_b)^2]`.
+    With that minus sign the loss falls without bound as rewards grow, the
+    opposite of the stated purpose; the penalty must be *added*.  A negative
+    ``coef`` raises ``ValueError``.
+
+    Shapes: ``r_pref``, ``r_rej`` scalars or ``(B,)``; the result is a scalar.
+    """
+    c = _checks.check_coef(coef)
+    a, b = _pair("r_pref", r_pref, "r_rej", r_rej)
+    s = a + b
+    penalty = float(np.mean(np.square(s, dtype=np.float64)))
+    return a.dtype.type(float(ranking_loss(a, b)) + c * penalty)
+
+
+def _ranked(name: str, rewards: ArrayLike) -> np.ndarray:
+    r = _checks.as_real_array(name, rewards)
+    _checks.check_ranked_rewards(name, r.shape)
+    return r
+
+
+def _per_prompt(values: np.ndarray, shape: tuple, reduction: str) -> Real:
+    """Reduce per-prompt losses ``(B,)``; ``(N,)`` input gives a scalar."""
+    if len(shape) == 1:
+        return values[0]
+    if reduction == "none":
+        return values
+    total = math.fsum(values.astype(np.float64))
+    return values.dtype.type(total if reduction == "sum" else total / values.size)
+
+
+def listwise_ranking_loss(rewards: ArrayLike, reduction: str = "mean") -> Real:
+    r"""List-wise loss from accumulated pair-wise comparisons (InstructGPT's form).
+
+    ``rewards`` holds one prompt's :math:`N` responses in ranked order, best
+    first.  Every pair :math:`i < j` (response :math:`i` ranked above :math:`j`)
+    is one Bradley–Terry comparison, and the loss is their mean:
+
+    .. math:: \mathcal{L}_{\text{list}} = \frac{1}{\binom{N}{2}} \sum_{i<j} -\log\sigma(r_i - r_j)
+
+    (the same stable softplus form as :func:`ranking_loss`).  The book writes
+    :math:`\frac{1}{N(N-1)}\sum_{y_a \ne y_b}` over ordered pairs; read literally
+    (both directions of every pair) that is minimized by equal rewards, so the
+    ground-truth direction of each pair is meant.  For :math:`N = 2` this is the
+    pair-wise loss.
+
+    Shapes: ``(N,)`` gives a scalar; ``(B, N)`` gives the mean over prompts
+    (``"sum"``: their sum; ``"none"``: the ``(B,)`` per-prompt losses).
+    """
+    reduction = _checks.check_reduction(reduction)
+    r = _ranked("rewards", rewards)
+    r2 = r.reshape(-1, r.shape[-1])
+    i, j = np.triu_indices(r2.shape[1], k=1)
+    per_pair = ranking_loss(r2[:, i].ravel(), r2[:, j].ravel(), reduction="none")
+    per_prompt = np.asarray(per_pair).reshape(r2.shape[0], -1).mean(axis=1)
+    return _per_prompt(per_prompt, r.shape, reduction)
+
+
+def plackett_luce_loss(rewards: ArrayLike, reduction: str = "mean") -> Real:
+    r"""Negative log-probability of a ranking under the Plackett–Luce model.
+
+    ``rewards`` are one prompt's :math:`N` responses in the given order, best
+    first.  With :math:`\alpha_k = e^{r_k}`, the ranking is drawn by picking the
+    best among all, then the best among the rest, and so on:
+
+    .. math:: P(\text{ranking}) = \prod_{k=1}^{N} \frac{e^{r_k}}{\sum_{m \ge k} e^{r_m}},
+              \qquad
+              \mathcal{L}_{\text{PL}} = \sum_{k=1}^{N} \Bigl(\log\sum_{m\ge k} e^{r_m} - r_k\Bigr)
+
+    Stable form: the suffix log-sum-exps come from ``np.logaddexp.accumulate``
+    over the reversed rewards, so nothing overflows.  For :math:`N = 2` this is
+    the pair-wise loss :math:`-\log\sigma(r_1 - r_2)`.
+
+    Shapes: ``(N,)`` gives a scalar; ``(B, N)`` the mean over prompts
+    (``"sum"``, ``"none"`` as in :func:`listwise_ranking_loss`).
+    """
+    reduction = _checks.check_reduction(reduction)
+    r = _ranked("rewards", rewards)
+    r2 = r.reshape(-1, r.shape[-1])
+    suffix_lse = np.logaddexp.accumulate(r2[:, ::-1], axis=1)[:, ::-1]
+    per_prompt = (suffix_lse - r2).sum(axis=1)
+    return _per_prompt(per_prompt, r.shape, reduction)
+
+
+def ranking_accuracy(r_pref: ArrayLike, r_rej: ArrayLike) -> np.float64:
+    r"""Fraction of pairs the rewards rank correctly: :math:`\frac{1}{B}\sum_i [r_{\text{pref},i} > r_{\text{rej},i}]`.
+
+    Strictly greater: a tie counts as wrong (a model that scores everything
+    equal has accuracy 0, not 0.5).  NaN in any pair gives NaN.
+
+    Shapes: scalars or ``(B,)``; the result is a float64 scalar.
+    """
+    a, b = _pair("r_pref", r_pref, "r_rej", r_rej)
+    if np.isnan(a).any() or np.isnan(b).any():
+        return np.float64(np.nan)
+    return np.float64(np.count_nonzero(a > b) / a.size)
+
+
+def center_rewards(r: ArrayLike) -> np.ndarray:
+    r"""Subtract the mean reward: :math:`r_i - \frac{1}{N}\sum_j r_j`, per prompt.
+
+    Bradley–Terry sees only differences of rewards for the same prompt, so
+    centring changes no preference probability and no ranking loss (up to
+    rounding): rewards are identified only up to a shift.
+
+    Shapes: ``(N,)``, one prompt's rewards, or ``(B, N)``, where each row is
+    centred on its own (for pairs, stack them as ``(B, 2)``).  The result has
+    the shape of ``r``.
+    """
+    arr = _checks.as_real_array("r", r)
+    if arr.ndim not in (1, 2) or arr.shape[-1] == 0 or arr.size == 0:
+        raise ValueError(
+            f"r must have shape (N,) or (B, N) with N >= 1 and B >= 1, got shape {arr.shape}"
+        )
+    return arr - arr.mean(axis=-1, keepdims=True)
+
+
+def _soft(r_a: ArrayLike, r_b: ArrayLike, p: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b = _pair("r_a", r_a, "r_b", r_b)
+    prob = _like("p", p, "r_a", a)
+    _checks.check_probability("p", prob)
+    return a, b, prob
+
+
+def soft_ranking_loss(r_a: ArrayLike, r_b: ArrayLike, p: ArrayLike, reduction: str = "mean") -> Real:
+    r"""Ranking loss with a soft label: labelers prefer :math:`y_a` with probability :math:`p`.
+
+    The cross-entropy between the label and Bradley–Terry, per pair with
+    :math:`\Delta = r_a - r_b`:
+
+    .. math:: \ell = -p\log\sigma(\Delta) - (1 - p)\log\sigma(-\Delta)
+
+    Both terms use the stable softplus form.  ``p = 1`` is :func:`ranking_loss`;
+    ``p = 0.5`` (a tie) pulls the two rewards together.  The minimum over
+    :math:`\Delta` is the entropy of :math:`p`, reached at
+    :math:`\sigma(\Delta) = p`.
+
+    Shapes: ``r_a``, ``r_b`` scalars or ``(B,)``; ``p`` a scalar or ``(B,)``;
+    ``reduction`` as in :func:`ranking_loss`.
+    """
+    reduction = _checks.check_reduction(reduction)
+    a, b, prob = _soft(r_a, r_b, p)
+    # Two non-negative terms, -p log sigma(Delta) and -(1-p) log sigma(-Delta): no cancellation.
+    p_b = np.broadcast_to(prob, a.shape)
+    per_pair = _blockwise(_neg_log_sigmoid_inplace, a, b, weights=p_b)
+    per_pair += _blockwise(_neg_log_sigmoid_inplace, b, a, weights=1 - p_b)
+    if reduction == "none":
+        return _scalar_out(per_pair, a.shape)
+    total = math.fsum(per_pair.astype(np.float64))
+    return a.dtype.type(total / per_pair.size if reduction == "mean" else total)
+
+
+def soft_ranking_loss_grad(
+    r_a: ArrayLike, r_b: ArrayLike, p: ArrayLike, reduction: str = "mean"
+) -> tuple[Real, Real]:
+    r"""Analytic gradient of :func:`soft_ranking_loss`: ``(dL/dr_a, dL/dr_b)``.
+
+    .. math:: \frac{\partial \ell}{\partial r_a} = \sigma(\Delta) - p, \qquad
+              \frac{\partial \ell}{\partial r_b} = p - \sigma(\Delta)
+
+    The push stops where the model's probability equals the label; divided by
+    :math:`B` for ``"mean"``.  Shapes: both results have the shape of ``r_a``.
+    """
+    reduction = _checks.check_reduction(reduction)
+    a, b, prob = _soft(r_a, r_b, p)
+    g = _blockwise(_sigmoid_neg_inplace, b, a)  # sigma(Delta)
+    g -= prob if prob.ndim == 0 else _flat(prob)
+    if reduction == "mean":
+        g /= g.dtype.type(g.size)
+    return _scalar_out(g, a.shape), _scalar_out(-g, a.shape)
