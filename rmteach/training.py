@@ -27,6 +27,7 @@ Importing this module imports torch (``rmteach.numpy`` never does).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -344,7 +345,8 @@ def train_reward_model(
     are appended to the history, and ``callback(step, **metrics)`` is called
     (``step`` = number of updates done, so 0 is the untrained model).
 
-    Returns the :class:`TrainingHistory`; ``model`` is trained in place.
+    Returns the :class:`TrainingHistory`; ``model`` is trained in place.  The
+    loop runs torch on one thread and restores the caller's thread count after.
     """
     _check_model_data(model, data)
     steps = _positive_int("steps", steps)
@@ -359,6 +361,27 @@ def train_reward_model(
     if next(iter(model.parameters()), None) is None:
         raise ValueError("model has no parameters to train")
 
+    with _one_thread():
+        return _train(model, data, steps, lr, batch_size, center_coef, weight_decay, eval_every, seed, callback)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run torch on one thread, then restore the caller's setting.
+
+    These models are tiny: a second thread only adds synchronization, and on a
+    busy 2-core machine (notebooks run in parallel, other jobs) the spinning
+    worker threads made a 0.25 s run take 10 s.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, eval_every, seed, callback):
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = TrainingHistory()

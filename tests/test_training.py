@@ -163,6 +163,16 @@ def test_training_is_reproducible(data):
     assert runs[0] == runs[1]
 
 
+def test_training_restores_the_thread_count(data):
+    before = torch.get_num_threads()
+    seen = []
+    tr.train_reward_model(
+        tr.LinearRewardModel(5), data, steps=2, callback=lambda step, **m: seen.append(torch.get_num_threads())
+    )
+    assert seen == [1, 1]
+    assert torch.get_num_threads() == before
+
+
 def test_full_batch_when_batch_size_covers_the_data():
     small = tr.make_preference_data(n_train=30, n_val=30, seed=9)
     h1 = tr.train_reward_model(tr.LinearRewardModel(5), small, steps=5, batch_size=30, seed=1)
