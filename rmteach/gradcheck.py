@@ -69,8 +69,9 @@ def check_gradient(
             raise AssertionError(f"d/d{name}: analytic shape {g.shape} != argument shape {numeric.shape}")
         err = np.abs(g - numeric) - (atol + rtol * np.abs(numeric))
         if np.any(err > 0) or not np.all(np.isfinite(g)):
-            i = np.unravel_index(np.argmax(np.where(np.isfinite(g), err, np.inf)), g.shape) if g.ndim else ()
+            i = np.unravel_index(np.argmax(np.where(np.isfinite(g), err, np.inf)), g.shape)
+            where = "[" + ", ".join(str(int(k)) for k in i) + "]" if g.ndim else ""
             raise AssertionError(
-                f"d/d{name}{list(i) if g.ndim else ''}: analytic {g[i]!r} vs central difference "
-                f"{numeric[i]!r} (eps={eps}, rtol={rtol}, atol={atol})"
+                f"d/d{name}{where}: analytic {float(g[i])!r} vs central difference "
+                f"{float(numeric[i])!r} (eps={eps}, rtol={rtol}, atol={atol})"
             )

@@ -246,14 +246,17 @@ def plackett_luce_loss(rewards: TensorLike, reduction: str = "mean") -> torch.Te
     .. math:: \mathcal{L}_{\text{PL}} = -\log\prod_{k=1}^{N} \frac{e^{r_k}}{\sum_{m \ge k} e^{r_m}}
               = \sum_{k=1}^{N} \Bigl(\log\sum_{m\ge k} e^{r_m} - r_k\Bigr)
 
-    Stable form: suffix log-sum-exps by ``torch.logcumsumexp`` over the reversed
-    rewards.  Shapes: ``(N,)`` gives a scalar; ``(B, N)`` the mean over prompts.
+    Stable form: each factor is a Bradley–Terry comparison of response :math:`k`
+    against :math:`S_{k+1} = \log\sum_{m>k} e^{r_m}` (``torch.logcumsumexp``),
+    :math:`-\log\sigma(r_k - S_{k+1})`, which avoids cancellation and equals the
+    pair-wise loss for :math:`N = 2`.  Shapes: ``(N,)`` gives a scalar; ``(B, N)``
+    the mean over prompts.
     """
     reduction = _checks.check_reduction(reduction)
     r = _ranked("rewards", rewards)
     r2 = r.reshape(-1, r.shape[-1])
-    suffix_lse = torch.logcumsumexp(r2.flip(-1), dim=-1).flip(-1)
-    per_prompt = (suffix_lse - r2).sum(dim=1)
+    below = torch.logcumsumexp(r2[:, 1:].flip(-1), dim=-1).flip(-1)  # S_{k+1}, k = 1..N-1
+    per_prompt = -F.logsigmoid(r2[:, :-1] - below).sum(dim=1)
     return _per_prompt(per_prompt, r.dim(), reduction)
 
 
@@ -312,7 +315,8 @@ def soft_ranking_loss_grad(
     r"""Gradient of :func:`soft_ranking_loss` by ``torch.autograd``: ``(dL/dr_a, dL/dr_b)``.
 
     Analytically :math:`\sigma(\Delta) - p` and :math:`p - \sigma(\Delta)` per pair
-    (divided by :math:`B` for ``"mean"``).
+    (divided by :math:`B` for ``"mean"``).  Shapes: both results have the shape of
+    ``r_a``; they carry no graph.
     """
     reduction = _checks.check_reduction(reduction)
     a, b, prob = _soft(r_a, r_b, p)
