@@ -26,6 +26,7 @@ Builders: :func:`loss_explorer` (the main one), :func:`preference_explorer`,
 from __future__ import annotations
 
 import math
+import time
 from contextlib import contextmanager
 from typing import Any, Callable
 
@@ -218,3 +219,260 @@ def loss_explorer(r_pref: float = 2.0, r_rej: float = 3.0, margin: float = 0.0) 
     :func:`~rmteach.numpy.preference_probability`.
     """
     return LossExplorer(r_pref, r_rej, margin)
+
+
+# ---------------------------------------------------------------------------
+# Bradley-Terry probability
+
+
+class PreferenceExplorer(Explorer):
+    title = ("<b>Bradley\u2013Terry preference probability</b> &nbsp; "
+             f"P(y<sub>a</sub> \u227b y<sub>b</sub>) = \u03c3(r<sub>a</sub> \u2212 r<sub>b</sub>)")
+
+    def __init__(self, r_a: float, r_b: float, shift: float) -> None:
+        sliders = [
+            Slider("r_a", "r_a", r_a, *REWARD_RANGE, 0.1),
+            Slider("r_b", "r_b", r_b, *REWARD_RANGE, 0.1),
+            Slider("shift", "shift c (both)", shift, *REWARD_RANGE, 0.1),
+        ]
+        readouts = [
+            ("reward_a", "r<sub>a</sub> + c"),
+            ("reward_b", "r<sub>b</sub> + c"),
+            ("delta", f"gap {DELTA} = r<sub>a</sub> \u2212 r<sub>b</sub>"),
+            ("p_ab", "P(y<sub>a</sub> \u227b y<sub>b</sub>)"),
+            ("p_ba", "P(y<sub>b</sub> \u227b y<sub>a</sub>)"),
+        ]
+        self._reward_panel = Panel("the two rewards (after the shift)", "response", "reward",
+                                   y_range=(-10.0, 10.0), x_ordinal=True)
+        self._bars = self._reward_panel.bars(["y_a", "y_b"], [0.0, 0.0], [PREF, REJ])
+        self._prob_panel = Panel(f"P(y_a \u227b y_b) against the gap {DELTA}", f"{DELTA} = r_a \u2212 r_b",
+                                 "probability", x_range=GAP_RANGE, y_range=(0.0, 1.0))
+        self._prob_panel.line(GAP_GRID, rm.preference_probability(GAP_GRID, np.zeros_like(GAP_GRID)),
+                              CURVE, "\u03c3(\u0394)")
+        self._dot = self._prob_panel.points([0.0], [0.5], MARK)
+        super().__init__(sliders, readouts, [self._reward_panel, self._prob_panel],
+                         note="Move the shift: both rewards move together, their gap does not, "
+                              "and neither does the probability (rewards are known only up to a shift).")
+        self._refresh()
+
+    def _compute(self, r_a: float, r_b: float, shift: float) -> None:
+        a, b = r_a + shift, r_b + shift
+        p_ab = _f(rm.preference_probability(a, b))
+        p_ba = _f(rm.preference_probability(b, a))
+        delta = a - b
+        self._show(reward_a=a, reward_b=b, delta=delta, p_ab=p_ab, p_ba=p_ba)
+        self._bars.y = np.array([a, b])
+        move(self._dot, [delta], [p_ab])
+
+
+def preference_explorer(r_a: float = 1.0, r_b: float = 0.0, shift: float = 0.0) -> PreferenceExplorer:
+    r"""The Bradley–Terry probability :math:`P(y_a \succ y_b) = \sigma(r_a - r_b)`, live.
+
+    Sliders ``r_a``, ``r_b`` (rewards of :math:`y_a`, :math:`y_b`, in [-5, 5]) and
+    ``shift`` :math:`c` (added to both).  Left: the two rewards after the shift;
+    right: :math:`\sigma(\Delta)` against :math:`\Delta` with a marker at the current
+    gap.  Readouts ``reward_a`` (:math:`r_a + c`), ``reward_b``, ``delta``,
+    ``p_ab`` and ``p_ba`` (:func:`rmteach.numpy.preference_probability` of the
+    shifted rewards).  Moving the shift moves both rewards but not the
+    probability (Q05).
+    """
+    return PreferenceExplorer(r_a, r_b, shift)
+
+
+# ---------------------------------------------------------------------------
+# gradient descent on one pair
+
+
+class GradientStepExplorer(Explorer):
+    title = ("<b>Gradient descent on one pair</b> &nbsp; r \u2190 r \u2212 lr \u00b7 \u2202L/\u2202r, "
+             "&nbsp; L = \u2212log \u03c3(r<sub>pref</sub> \u2212 r<sub>rej</sub>)")
+
+    def __init__(self, r_pref: float, r_rej: float, lr: float, steps: int) -> None:
+        sliders = [
+            Slider("r_pref", "r_pref (start)", r_pref, *REWARD_RANGE, 0.1),
+            Slider("r_rej", "r_rej (start)", r_rej, *REWARD_RANGE, 0.1),
+            Slider("lr", "learning rate", lr, 0.0, 5.0, 0.05),
+            Slider("steps", "steps", steps, 1, 50, 1, integer=True),
+        ]
+        readouts = [
+            ("r_pref_after", f"{R_PREF} after"),
+            ("r_rej_after", f"{R_REJ} after"),
+            ("change_pref", f"change of {R_PREF}"),
+            ("change_rej", f"change of {R_REJ}"),
+            ("loss_before", "loss before"),
+            ("loss_after", "loss after"),
+        ]
+        self._traj_panel = Panel("rewards at each step", "step", "reward")
+        self._line_pref = self._traj_panel.line([0.0], [0.0], PREF, "r_pref")
+        self._line_rej = self._traj_panel.line([0.0], [0.0], REJ, "r_rej")
+        self._loss_panel = Panel("loss at each step", "step", "loss")
+        self._line_loss = self._loss_panel.line([0.0], [0.0], CURVE, "loss")
+        super().__init__(sliders, readouts, [self._traj_panel, self._loss_panel],
+                         note="Each step raises the preferred reward and lowers the rejected one by "
+                              "the same amount, lr\u00b7\u03c3(\u2212\u0394): large while the pair is "
+                              "ranked wrong, small once it is ranked right.")
+        self._refresh()
+
+    @staticmethod
+    def trajectory(r_pref: float, r_rej: float, lr: float, steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rewards and loss before and after each of ``steps`` plain gradient steps, shape ``(steps+1,)``."""
+        rp, rr = [float(r_pref)], [float(r_rej)]
+        losses = [_f(rm.ranking_loss(rp[0], rr[0]))]
+        for _ in range(steps):
+            gp, gr = rm.ranking_loss_grad(rp[-1], rr[-1])
+            rp.append(rp[-1] - lr * _f(gp))
+            rr.append(rr[-1] - lr * _f(gr))
+            losses.append(_f(rm.ranking_loss(rp[-1], rr[-1])))
+        return np.array(rp), np.array(rr), np.array(losses)
+
+    def _compute(self, r_pref: float, r_rej: float, lr: float, steps: int) -> None:
+        rp, rr, losses = self.trajectory(r_pref, r_rej, lr, steps)
+        t = np.arange(steps + 1, dtype=float)
+        self._show(r_pref_after=rp[-1], r_rej_after=rr[-1], change_pref=rp[-1] - rp[0],
+                   change_rej=rr[-1] - rr[0], loss_before=losses[0], loss_after=losses[-1])
+        move(self._line_pref, t, rp)
+        move(self._line_rej, t, rr)
+        move(self._line_loss, t, losses)
+
+
+def gradient_step_explorer(r_pref: float = 2.0, r_rej: float = 3.0, lr: float = 1.0,
+                           steps: int = 1) -> GradientStepExplorer:
+    r"""Plain gradient descent on one pair's ranking loss, step by step.
+
+    Sliders ``r_pref``, ``r_rej`` (start rewards, in [-5, 5]), ``lr`` (learning
+    rate, in [0, 5]) and ``steps`` (1 to 50).  Each step is
+    :math:`r \leftarrow r - \text{lr}\,\partial L/\partial r` with the gradient of
+    :func:`rmteach.numpy.ranking_loss_grad`; the plots show both rewards and the
+    loss at every step.  Readouts ``r_pref_after``, ``r_rej_after``,
+    ``change_pref``, ``change_rej`` (equal and opposite), ``loss_before`` and
+    ``loss_after``.  From 2.0 and 3.0 with ``lr=1`` one step moves each reward
+    by :math:`\sigma(1) = 0.731` (Q06, Q17, Q18).
+    """
+    return GradientStepExplorer(r_pref, r_rej, lr, steps)
+
+
+# ---------------------------------------------------------------------------
+# live training curves
+
+
+class TrainingMonitor:
+    """A progress bar and live curves for a training loop in a notebook cell.
+
+    ``TrainingMonitor(total_steps, metrics=(...))`` shows itself when it is the
+    last expression of a cell (or through ``display``); call
+    ``monitor.update(step, name=value, ...)`` from the loop, e.g. as
+    ``rmteach.training.train_reward_model(..., callback=monitor.update)``.  The
+    page updates while the cell runs, at most every ``interval`` seconds (and
+    always at ``step == total_steps``; :meth:`flush` forces it), so a fast loop
+    is not slowed down by drawing.  ``.readouts`` holds the latest value of each
+    metric and ``step``.  Metrics whose name contains ``acc`` are drawn in a
+    second panel on a [0, 1] axis, the others (losses) in the first.
+    """
+
+    def __init__(self, total_steps: int,
+                 metrics: tuple[str, ...] = ("train_loss", "val_loss", "train_acc", "val_acc"),
+                 interval: float = 0.1) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
+        if isinstance(metrics, str):
+            raise TypeError(f"metrics must be a tuple of metric names, got the string {metrics!r}")
+        metrics = tuple(metrics)
+        if not metrics or not all(isinstance(m, str) and m.isidentifier() for m in metrics):
+            raise ValueError(f"metrics must be a non-empty tuple of names (identifiers), got {metrics!r}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError(f"metrics must not repeat a name, got {metrics!r}")
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
+            raise ValueError(f"interval must be a number of seconds >= 0, got {interval!r}")
+        self.total_steps = total_steps
+        self.metrics = metrics
+        self.interval = float(interval)
+        self._history: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in metrics}
+        self._step = 0
+        self._last_flush = -math.inf
+        self._dirty = False
+
+        self._bar = W.IntProgress(value=0, min=0, max=total_steps, layout=W.Layout(width="380px"))
+        self._bar.add_class("rmteach-progress")
+        self._readouts = Readouts([("step", "step")] + [(m, m.replace("_", " ")) for m in metrics])
+        palette = [PREF, REJ, "#009E73", "#E69F00", "#56B4E9", "#CC79A7", OTHER, CURVE]
+        acc = [m for m in metrics if "acc" in m]
+        other = [m for m in metrics if "acc" not in m]
+        panels: list[Panel] = []
+        self._lines = {}
+        for names, title, ylabel, yr in ((other, "loss", "value", None),
+                                          (acc, "accuracy", "accuracy", (0.0, 1.0))):
+            if not names:
+                continue
+            panel = Panel(title, "step", ylabel, x_range=(0.0, float(total_steps)), y_range=yr)
+            for m in names:
+                i = metrics.index(m)
+                self._lines[m] = panel.line([], [], palette[i % len(palette)], m,
+                                            dashed=m.startswith("val"))
+            panels.append(panel)
+        self._readouts.show(step=0)
+        self.widget = W.VBox([W.HBox([W.HTML("<b>training</b>&nbsp;"), self._bar]),
+                              self._readouts.widget, plots_row(panels)])
+        self.widget.add_class("rmteach-training-monitor")
+
+    @property
+    def readouts(self) -> dict[str, float]:
+        """The latest step and value of every metric (NaN until first reported)."""
+        return dict(self._readouts.values)
+
+    def history(self, metric: str) -> tuple[list[float], list[float]]:
+        """``(steps, values)`` reported so far for ``metric``."""
+        if metric not in self._history:
+            raise ValueError(f"metric must be one of {', '.join(self.metrics)}, got {metric!r}")
+        steps, values = self._history[metric]
+        return list(steps), list(values)
+
+    def update(self, step: int, **metrics: float) -> None:
+        """Record the metrics at ``step`` (0 to ``total_steps``).
+
+        Names not in ``metrics`` are ignored, so ``update`` can be a callback
+        that reports more; a call that names none of them is an error.
+        """
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 0 <= step <= self.total_steps:
+            raise ValueError(f"step must be an integer in [0, {self.total_steps}], got {step!r}")
+        known = {k: v for k, v in metrics.items() if k in self._history}
+        if not known:
+            raise ValueError(
+                f"update() got none of the monitored metrics ({', '.join(self.metrics)}); "
+                f"got {', '.join(metrics) or 'no metrics'}"
+            )
+        values = {}
+        for k, v in known.items():
+            try:
+                values[k] = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"{k} must be a real number, got {type(v).__name__} {v!r}") from None
+        self._step = int(step)
+        for k, v in values.items():
+            steps, vals = self._history[k]
+            steps.append(float(step))
+            vals.append(v)
+        self._readouts.values.update(values)
+        self._readouts.values["step"] = float(step)
+        self._dirty = True
+        now = time.monotonic()
+        if step == self.total_steps or now - self._last_flush >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Show everything reported so far now."""
+        if not self._dirty:
+            return
+        self._readouts.show()
+        self._bar.value = self._step
+        for name, line in self._lines.items():
+            steps, vals = self._history[name]
+            move(line, steps, vals)
+        self._dirty = False
+        self._last_flush = time.monotonic()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.6g}" for k, v in self.readouts.items())
+        return f"<TrainingMonitor {self._step}/{self.total_steps}: {shown}>"
