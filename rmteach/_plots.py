@@ -100,7 +100,7 @@ class Readouts:
             f"font-variant-numeric:tabular-nums'>{format_number(self.values[name])}</b></div>"
             for name, label in self._labels.items()
         )
-        return f"<div style='display:flex;flex-wrap:wrap;gap:4px 22px'>{cards}</div>"
+        return f"<div style='display:flex;flex-wrap:wrap;gap:4px 22px;padding-left:4px'>{cards}</div>"
 
     def show(self, **numbers: float) -> None:
         for name, x in numbers.items():
@@ -116,7 +116,7 @@ class Panel:
     def __init__(self, title: str, xlabel: str, ylabel: str,
                  x_range: Optional[tuple[float, float]] = None,
                  y_range: Optional[tuple[float, float]] = None,
-                 x_ordinal: bool = False,
+                 x_ordinal: bool = False, legend: str = "top-right",
                  width: str = "440px", height: str = "300px") -> None:
         if x_ordinal:
             self.xs = bq.OrdinalScale()
@@ -133,7 +133,7 @@ class Panel:
             marks=[], axes=axes, title=title, animation_duration=0,
             fig_margin={"top": 36, "bottom": 46, "left": 62, "right": 14},
             min_aspect_ratio=0.01, max_aspect_ratio=100.0, padding_y=0.02,
-            legend_location="top-right",
+            legend_location=legend,
             legend_style={"fill": "white", "stroke": "#cccccc", "fill-opacity": 0.9},
             layout=W.Layout(width=width, height=height, overflow="hidden"),
         )

@@ -35,7 +35,7 @@ import numpy as np
 
 from rmteach import numpy as rm
 from rmteach._plots import (
-    CURVE, MARK, OTHER, PREF, REJ, Panel, Readouts, Slider, move, plots_row, set_y,
+    CURVE, MARK, OTHER, PREF, REJ, Panel, Readouts, Slider, check_value, move, plots_row, set_y,
 )
 
 __all__ = [
@@ -174,7 +174,7 @@ class LossExplorer(Explorer):
                                             CURVE, "\u2212log \u03c3(\u0394 \u2212 m)")
         self._dot = self._loss_panel.points([0.0], [0.0], MARK)
         self._grad_panel = Panel("gradient against the gap", f"{DELTA} = r_pref \u2212 r_rej",
-                                 "gradient", x_range=GAP_RANGE, y_range=(-1.05, 1.05))
+                                 "gradient", x_range=GAP_RANGE, y_range=(-1.05, 1.05), legend="bottom-right")
         self._g_pref = self._grad_panel.line(d, g_pref, PREF, "\u2202L/\u2202r_pref")
         self._g_rej = self._grad_panel.line(d, g_rej, REJ, "\u2202L/\u2202r_rej")
         self._g_dots = self._grad_panel.points([0.0, 0.0], [0.0, 0.0], MARK)
@@ -246,7 +246,7 @@ class PreferenceExplorer(Explorer):
                                    y_range=(-10.0, 10.0), x_ordinal=True)
         self._bars = self._reward_panel.bars(["y_a", "y_b"], [0.0, 0.0], [PREF, REJ])
         self._prob_panel = Panel(f"P(y_a \u227b y_b) against the gap {DELTA}", f"{DELTA} = r_a \u2212 r_b",
-                                 "probability", x_range=GAP_RANGE, y_range=(0.0, 1.0))
+                                 "probability", x_range=GAP_RANGE, y_range=(0.0, 1.0), legend="top-left")
         self._prob_panel.line(GAP_GRID, rm.preference_probability(GAP_GRID, np.zeros_like(GAP_GRID)),
                               CURVE, "\u03c3(\u0394)")
         self._dot = self._prob_panel.points([0.0], [0.5], MARK)
@@ -302,7 +302,7 @@ class GradientStepExplorer(Explorer):
             ("loss_before", "loss before"),
             ("loss_after", "loss after"),
         ]
-        self._traj_panel = Panel("rewards at each step", "step", "reward")
+        self._traj_panel = Panel("rewards at each step", "step", "reward", legend="bottom-left")
         self._line_pref = self._traj_panel.line([0.0], [0.0], PREF, "r_pref")
         self._line_rej = self._traj_panel.line([0.0], [0.0], REJ, "r_rej")
         self._loss_panel = Panel("loss at each step", "step", "loss")
@@ -399,11 +399,11 @@ class TrainingMonitor:
         other = [m for m in metrics if "acc" not in m]
         panels: list[Panel] = []
         self._lines = {}
-        for names, title, ylabel, yr in ((other, "loss", "value", None),
-                                          (acc, "accuracy", "accuracy", (0.0, 1.0))):
+        for names, title, ylabel, yr, legend in ((other, "loss", "value", None, "top-right"),
+                                                  (acc, "accuracy", "accuracy", (0.0, 1.0), "bottom-right")):
             if not names:
                 continue
-            panel = Panel(title, "step", ylabel, x_range=(0.0, float(total_steps)), y_range=yr)
+            panel = Panel(title, "step", ylabel, x_range=(0.0, float(total_steps)), y_range=yr, legend=legend)
             for m in names:
                 i = metrics.index(m)
                 self._lines[m] = panel.line([], [], palette[i % len(palette)], m,
@@ -476,3 +476,278 @@ class TrainingMonitor:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in self.readouts.items())
         return f"<TrainingMonitor {self._step}/{self.total_steps}: {shown}>"
+
+
+# ---------------------------------------------------------------------------
+# variants: margin, soft labels and weights, the centring penalty, rankings of N
+
+
+class MarginExplorer(Explorer):
+    title = ("<b>Ranking loss with a margin</b> &nbsp; L<sub>m</sub> = \u2212log \u03c3(r<sub>pref</sub> "
+             "\u2212 r<sub>rej</sub> \u2212 m) &nbsp; (Llama 2)")
+
+    def __init__(self, r_pref: float, r_rej: float, margin: float) -> None:
+        sliders = [
+            Slider("r_pref", "r_pref", r_pref, *REWARD_RANGE, 0.1),
+            Slider("r_rej", "r_rej", r_rej, *REWARD_RANGE, 0.1),
+            Slider("margin", "margin m", margin, 0.0, 5.0, 0.1),
+        ]
+        readouts = [
+            ("delta", f"gap {DELTA}"),
+            ("loss", "loss with margin"),
+            ("loss_no_margin", "loss without margin"),
+            ("grad_pref", f"\u2202L<sub>m</sub>/\u2202{R_PREF}"),
+            ("grad_pref_no_margin", f"\u2202L/\u2202{R_PREF} without margin"),
+        ]
+        d, zeros = GAP_GRID, np.zeros_like(GAP_GRID)
+        self._loss_panel = Panel(f"loss against the gap {DELTA}", f"{DELTA} = r_pref \u2212 r_rej", "loss",
+                                 x_range=GAP_RANGE, y_range=(0.0, 15.0))
+        self._plain = self._loss_panel.line(d, rm.ranking_loss(d, zeros, reduction="none"), OTHER,
+                                            "no margin", dashed=True)
+        self._with = self._loss_panel.line(d, zeros, CURVE, "margin m")
+        self._dots = self._loss_panel.points([0.0, 0.0], [0.0, 0.0], MARK)
+        self._grad_panel = Panel("\u2202L/\u2202r_pref against the gap", f"{DELTA} = r_pref \u2212 r_rej",
+                                 "gradient", x_range=GAP_RANGE, y_range=(-1.05, 0.05), legend="bottom-right")
+        self._g_plain = self._grad_panel.line(d, rm.ranking_loss_grad(d, zeros, reduction="none")[0],
+                                              OTHER, "no margin", dashed=True)
+        self._g_with = self._grad_panel.line(d, zeros, PREF, "margin m")
+        self._g_dots = self._grad_panel.points([0.0, 0.0], [0.0, 0.0], MARK)
+        self._margin_drawn = math.nan
+        super().__init__(sliders, readouts, [self._loss_panel, self._grad_panel],
+                         note="A margin asks for a gap of at least m: a pair ranked right by less than "
+                              "m still has a sizeable loss and gradient.")
+        self._refresh()
+
+    def _compute(self, r_pref: float, r_rej: float, margin: float) -> None:
+        loss = _f(rm.ranking_loss(r_pref, r_rej, margin))
+        plain = _f(rm.ranking_loss(r_pref, r_rej))
+        gp = _f(rm.ranking_loss_grad(r_pref, r_rej, margin)[0])
+        gp0 = _f(rm.ranking_loss_grad(r_pref, r_rej)[0])
+        delta = r_pref - r_rej
+        if margin != self._margin_drawn:
+            d, zeros = GAP_GRID, np.zeros_like(GAP_GRID)
+            set_y(self._with, rm.ranking_loss(d, zeros, margin, reduction="none"))
+            set_y(self._g_with, rm.ranking_loss_grad(d, zeros, margin, reduction="none")[0])
+            self._margin_drawn = margin
+        self._show(delta=delta, loss=loss, loss_no_margin=plain, grad_pref=gp, grad_pref_no_margin=gp0)
+        move(self._dots, [delta, delta], [loss, plain])
+        move(self._g_dots, [delta, delta], [gp, gp0])
+
+
+def margin_explorer(r_pref: float = 1.0, r_rej: float = 0.0, margin: float = 1.0) -> MarginExplorer:
+    r"""The ranking loss with and without a margin :math:`m`, against the gap.
+
+    Sliders ``r_pref``, ``r_rej`` (in [-5, 5]) and ``margin`` (in [0, 5]).  Plots
+    :math:`-\log\sigma(\Delta - m)` and :math:`-\log\sigma(\Delta)`, and their
+    :math:`\partial/\partial r_{\text{pref}}`.  Readouts ``delta``, ``loss``
+    (with the margin), ``loss_no_margin``, ``grad_pref`` (with the margin) and
+    ``grad_pref_no_margin``, from :func:`rmteach.numpy.ranking_loss` and
+    :func:`~rmteach.numpy.ranking_loss_grad`.
+    """
+    return MarginExplorer(r_pref, r_rej, margin)
+
+
+class SoftLabelExplorer(Explorer):
+    title = ("<b>Soft labels and per-pair weights</b> &nbsp; w\u00b7\u2113, &nbsp; \u2113 = \u2212p log "
+             "\u03c3(\u0394) \u2212 (1\u2212p) log \u03c3(\u2212\u0394)")
+
+    def __init__(self, r_a: float, r_b: float, p: float, weight: float) -> None:
+        sliders = [
+            Slider("r_a", "r_a", r_a, *REWARD_RANGE, 0.1),
+            Slider("r_b", "r_b", r_b, *REWARD_RANGE, 0.1),
+            Slider("p", "label p", p, 0.0, 1.0, 0.01),
+            Slider("weight", "weight w", weight, 0.0, 3.0, 0.05),
+        ]
+        readouts = [
+            ("delta", f"gap {DELTA} = r<sub>a</sub> \u2212 r<sub>b</sub>"),
+            ("p_model", "model's \u03c3(\u0394)"),
+            ("loss", "weighted loss w\u00b7\u2113"),
+            ("grad_a", "\u2202(w\u2113)/\u2202r<sub>a</sub>"),
+            ("grad_b", "\u2202(w\u2113)/\u2202r<sub>b</sub>"),
+        ]
+        d = GAP_GRID
+        self._loss_panel = Panel(f"weighted loss against the gap {DELTA}", f"{DELTA} = r_a \u2212 r_b",
+                                 "loss", x_range=GAP_RANGE, y_range=(0.0, 12.0), legend="top")
+        self._hard = self._loss_panel.line(d, np.zeros_like(d), OTHER, "hard label (p = 1)", dashed=True)
+        self._soft = self._loss_panel.line(d, np.zeros_like(d), CURVE, "label p")
+        self._dot = self._loss_panel.points([0.0], [0.0], MARK)
+        self._grad_panel = Panel("\u2202(w\u2113)/\u2202r_a against the gap", f"{DELTA} = r_a \u2212 r_b",
+                                 "gradient", x_range=GAP_RANGE, y_range=(-2.05, 2.05), legend="top-left")
+        self._g_soft = self._grad_panel.line(d, np.zeros_like(d), PREF, "label p")
+        self._g_dot = self._grad_panel.points([0.0], [0.0], MARK)
+        self._drawn = (math.nan, math.nan)
+        super().__init__(sliders, readouts, [self._loss_panel, self._grad_panel],
+                         note="With a soft label the push stops where the model's probability equals "
+                              "p (the gradient crosses zero there); a weight w scales the pair's loss "
+                              "and gradient, so in a batch it counts w times as much.")
+        self._refresh()
+
+    def _compute(self, r_a: float, r_b: float, p: float, weight: float) -> None:
+        loss = weight * _f(rm.soft_ranking_loss(r_a, r_b, p))
+        ga, gb = (weight * _f(g) for g in rm.soft_ranking_loss_grad(r_a, r_b, p))
+        p_model = _f(rm.preference_probability(r_a, r_b))
+        delta = r_a - r_b
+        if (p, weight) != self._drawn:
+            d, zeros = GAP_GRID, np.zeros_like(GAP_GRID)
+            set_y(self._hard, weight * rm.ranking_loss(d, zeros, reduction="none"))
+            set_y(self._soft, weight * rm.soft_ranking_loss(d, zeros, p, reduction="none"))
+            set_y(self._g_soft, weight * rm.soft_ranking_loss_grad(d, zeros, p, reduction="none")[0])
+            self._drawn = (p, weight)
+        self._show(delta=delta, p_model=p_model, loss=loss, grad_a=ga, grad_b=gb)
+        move(self._dot, [delta], [loss])
+        move(self._g_dot, [delta], [ga])
+
+
+def soft_label_explorer(r_a: float = 1.0, r_b: float = 0.0, p: float = 0.8,
+                        weight: float = 1.0) -> SoftLabelExplorer:
+    r"""The soft-label ranking loss of one pair, and what a per-pair weight does.
+
+    Sliders ``r_a``, ``r_b`` (in [-5, 5]), ``p`` (the label: the fraction of
+    labelers preferring :math:`y_a`, in [0, 1]) and ``weight`` :math:`w` (in
+    [0, 3]).  Shown is the pair's weighted contribution :math:`w\,\ell` to a
+    summed loss, with :math:`\ell` from :func:`rmteach.numpy.soft_ranking_loss`
+    (``p = 1`` is the ordinary ranking loss, drawn dashed) and its gradient from
+    :func:`~rmteach.numpy.soft_ranking_loss_grad`, which is zero where
+    :math:`\sigma(\Delta) = p`.  Readouts ``delta``, ``p_model``
+    (:math:`\sigma(\Delta)`), ``loss``, ``grad_a`` and ``grad_b`` (Q07, Q08).
+    """
+    return SoftLabelExplorer(r_a, r_b, p, weight)
+
+
+SHIFT_GRID = np.linspace(-10.0, 10.0, 161)
+
+
+class RegularizerExplorer(Explorer):
+    title = ("<b>Pinning the free shift</b> &nbsp; L<sub>reg</sub> = L + \u03bb (r<sub>pref</sub> + "
+             "r<sub>rej</sub>)\u00b2 &nbsp; <span style='color:#D55E00'>(the book prints \u2212\u03bb: "
+             "an erratum)</span>")
+
+    def __init__(self, r_pref: float, r_rej: float, coef: float, shift: float) -> None:
+        sliders = [
+            Slider("r_pref", "r_pref", r_pref, *REWARD_RANGE, 0.1),
+            Slider("r_rej", "r_rej", r_rej, *REWARD_RANGE, 0.1),
+            Slider("coef", "\u03bb (coef)", coef, 0.0, 0.2, 0.005, fmt=".3f"),
+            Slider("shift", "shift c (both)", shift, -10.0, 10.0, 0.1),
+        ]
+        readouts = [
+            ("ranking_loss", "ranking loss L"),
+            ("regularized_loss", "L + \u03bb(r<sub>pref</sub>+r<sub>rej</sub>)\u00b2"),
+            ("erratum_loss", "<span style='color:#D55E00'>book: L \u2212 \u03bb(\u2026)\u00b2</span>"),
+        ]
+        c = SHIFT_GRID
+        self._panel = Panel("loss as both rewards are shifted by c", "shift c", "loss",
+                            width="620px", height="320px", legend="top")
+        self._l_rank = self._panel.line(c, np.zeros_like(c), OTHER, "ranking loss", dashed=True)
+        self._l_reg = self._panel.line(c, np.zeros_like(c), PREF, "+ \u03bb penalty (right)")
+        self._l_err = self._panel.line(c, np.zeros_like(c), REJ, "\u2212 \u03bb penalty (book)")
+        self._dots = self._panel.points([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], MARK)
+        self._drawn: tuple = ()
+        super().__init__(sliders, readouts, [self._panel],
+                         note="The ranking loss is flat in c: it cannot tell where the rewards sit. "
+                              "Adding the penalty gives a minimum near centred rewards; subtracting "
+                              "it, as printed in the book, makes the loss fall without bound.")
+        self._refresh()
+
+    @staticmethod
+    def _losses(r_pref: float, r_rej: float, coef: float) -> tuple[float, float, float]:
+        ranking = _f(rm.ranking_loss(r_pref, r_rej))
+        regularized = _f(rm.regularized_ranking_loss(r_pref, r_rej, coef))
+        # The erratum is not in rmteach.numpy (it refuses coef < 0): the same
+        # penalty, mean((r_pref + r_rej)^2), subtracted instead of added.
+        s = np.float64(r_pref) + np.float64(r_rej)
+        erratum = ranking - coef * float(np.mean(np.square(s)))
+        return ranking, regularized, erratum
+
+    def _compute(self, r_pref: float, r_rej: float, coef: float, shift: float) -> None:
+        if (r_pref, r_rej, coef) != self._drawn:
+            curves = np.array([self._losses(r_pref + c, r_rej + c, coef) for c in SHIFT_GRID])
+            set_y(self._l_rank, curves[:, 0])
+            set_y(self._l_reg, curves[:, 1])
+            set_y(self._l_err, curves[:, 2])
+            self._drawn = (r_pref, r_rej, coef)
+        ranking, regularized, erratum = self._losses(r_pref + shift, r_rej + shift, coef)
+        self._show(ranking_loss=ranking, regularized_loss=regularized, erratum_loss=erratum)
+        move(self._dots, [shift] * 3, [ranking, regularized, erratum])
+
+
+def regularizer_explorer(r_pref: float = 2.0, r_rej: float = 1.0, coef: float = 0.01,
+                         shift: float = 0.0) -> RegularizerExplorer:
+    r"""The centring penalty against a common shift of both rewards, and the book's sign erratum.
+
+    Sliders ``r_pref``, ``r_rej`` (in [-5, 5]), ``coef`` :math:`\lambda` (in
+    [0, 0.2]) and ``shift`` :math:`c` (in [-10, 10], added to both rewards).
+    The plot shows, against :math:`c`, the ranking loss (flat), the regularized
+    loss :func:`rmteach.numpy.regularized_ranking_loss` (a parabola with its
+    minimum where the rewards are centred) and the book's printed version
+    :math:`L - \lambda (r_{\text{pref}} + r_{\text{rej}})^2` (falls without bound).
+    Readouts ``ranking_loss``, ``regularized_loss`` and ``erratum_loss`` at the
+    current shift (Q09).
+    """
+    return RegularizerExplorer(r_pref, r_rej, coef, shift)
+
+
+class ListwiseExplorer(Explorer):
+    title = ("<b>Rankings of N responses</b> &nbsp; list-wise loss = mean of the C(N,2) pair-wise "
+             "losses; Plackett\u2013Luce = \u2212log P(ranking)")
+
+    def __init__(self, rewards: tuple[float, ...]) -> None:
+        n = len(rewards)
+        sliders = [Slider(f"r_{k + 1}", f"r_{k + 1}" + (" (best)" if k == 0 else " (worst)" if k == n - 1 else ""),
+                          rewards[k], *REWARD_RANGE, 0.1) for k in range(n)]
+        self._pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        self._pair_names = [f"pair_{i + 1}_{j + 1}" for i, j in self._pairs]
+        readouts = [
+            ("listwise_loss", "list-wise loss"),
+            ("plackett_luce_loss", "Plackett\u2013Luce loss"),
+            ("pairs", "pairs C(N,2)"),
+        ] + [(name, f"pair {i + 1}\u227b{j + 1}") for name, (i, j) in zip(self._pair_names, self._pairs)]
+        ranks = [str(k + 1) for k in range(n)]
+        self._reward_panel = Panel("rewards in ranked order (1 = best)", "rank", "reward",
+                                   y_range=(-5.5, 5.5), x_ordinal=True)
+        self._reward_line = self._reward_panel.line(ranks, np.zeros(n), OTHER)
+        self._reward_line.x = ranks
+        self._reward_dots = self._reward_panel.points(ranks, np.zeros(n), PREF)
+        self._reward_dots.x = ranks
+        self._pair_panel = Panel("loss of each pair i \u227b j", "pair", "\u2212log \u03c3(r_i \u2212 r_j)",
+                                 y_range=(0.0, 10.5), x_ordinal=True)
+        labels = [f"{i + 1}\u227b{j + 1}" for i, j in self._pairs]
+        self._pair_bars = self._pair_panel.bars(labels, np.zeros(len(labels)), [REJ])
+        super().__init__(sliders, readouts, [self._reward_panel, self._pair_panel],
+                         note="Every pair (i ranked above j) is one Bradley\u2013Terry comparison. "
+                              "Drag a lower-ranked reward above a higher one and watch that pair's loss grow.")
+        self._refresh()
+
+    def _compute(self, **values: float) -> None:
+        r = np.array([values[f"r_{k + 1}"] for k in range(len(values))], dtype=float)
+        i, j = (np.array(ix) for ix in zip(*self._pairs))
+        per_pair = rm.ranking_loss(r[i], r[j], reduction="none")
+        numbers = {
+            "listwise_loss": _f(rm.listwise_ranking_loss(r)),
+            "plackett_luce_loss": _f(rm.plackett_luce_loss(r)),
+            "pairs": float(len(self._pairs)),
+        }
+        numbers.update({name: _f(x) for name, x in zip(self._pair_names, per_pair)})
+        self._show(**numbers)
+        with self._reward_line.hold_sync(), self._reward_dots.hold_sync():
+            self._reward_line.y = r
+            self._reward_dots.y = r
+        self._pair_bars.y = np.asarray(per_pair, dtype=float)
+
+
+def listwise_explorer(rewards: tuple[float, ...] = (2.0, 1.0, 0.5, -1.0)) -> ListwiseExplorer:
+    r"""One prompt's ranked responses: the list-wise and Plackett–Luce losses, pair by pair.
+
+    ``rewards``: 2 to 6 rewards in ranked order, best first, each in [-5, 5];
+    one slider per response, ``r_1`` (best) to ``r_N``.  Readouts
+    ``listwise_loss`` (:func:`rmteach.numpy.listwise_ranking_loss`, the mean over
+    the :math:`\binom{N}{2}` pairs), ``plackett_luce_loss``
+    (:func:`rmteach.numpy.plackett_luce_loss`), ``pairs`` (:math:`\binom{N}{2}`)
+    and ``pair_I_J``, the loss of the pair where response I is ranked above J
+    (Q10, Q20).
+    """
+    if isinstance(rewards, (str, bytes)) or not hasattr(rewards, "__len__"):
+        raise TypeError(f"rewards must be a sequence of 2 to 6 numbers, got {type(rewards).__name__} {rewards!r}")
+    if not 2 <= len(rewards) <= 6:
+        raise ValueError(f"rewards must hold 2 to 6 rewards (best first), got {len(rewards)}")
+    checked = tuple(check_value(f"rewards[{k}]", x, *REWARD_RANGE) for k, x in enumerate(rewards))
+    return ListwiseExplorer(checked)
