@@ -254,6 +254,41 @@ class LabServer:
         return f"{self.base_url}{path.lstrip('/')}{sep}token={self.token}"
 
 
+class VoilaServer(LabServer):
+    """Voilà serving one notebook as an app (no code cells) on ``127.0.0.1``, with a token.
+
+    ``app_url`` opens it; the kernel starts when the page is requested.
+    """
+
+    def __init__(self, notebook: os.PathLike | str, **kwargs: Any) -> None:
+        path = Path(notebook).resolve()
+        if not path.is_file():
+            raise ValueError(f"notebook must be an existing .ipynb file, got {str(notebook)!r}")
+        super().__init__(path.parent, **kwargs)
+        self.notebook = path
+        self.log_path = self.work_dir / "voila.log"
+
+    def _command(self) -> list[str]:
+        return [
+            self.python, "-m", "voila", str(self.notebook),
+            "--no-browser",
+            "--Voila.ip=127.0.0.1",
+            f"--port={self.port}",
+            f"--token={self.token}",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def app_url(self) -> str:
+        return f"{self.base_url}?token={self.token}"
+
+
 class Chromium:
     """Headless system Chromium through Playwright; ``.page`` is a fresh page.
 
