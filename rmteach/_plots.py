@@ -126,7 +126,7 @@ class Panel:
         axes = [
             bq.Axis(scale=self.xs, label=xlabel, grid_lines="none" if x_ordinal else "solid",
                     grid_color="#eeeeee"),
-            bq.Axis(scale=self.ys, label=ylabel, orientation="vertical", grid_lines="solid",
+            bq.Axis(scale=self.ys, label=ylabel, side="left", grid_lines="solid",
                     grid_color="#eeeeee", label_offset="42px"),
         ]
         self.figure = bq.Figure(
