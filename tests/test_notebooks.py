@@ -109,7 +109,7 @@ def test_every_course_question_is_taught_in_a_heading():
 
 
 _RUNNER = r"""
-import json, sys, time, traceback
+import json, re, sys, time
 import nbformat
 from nbclient import NotebookClient
 path, timeout = sys.argv[1], int(sys.argv[2])
@@ -120,7 +120,7 @@ try:
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(__import__("pathlib").Path(path).parent)}}).execute()
 except Exception as exc:  # a failing cell: report its traceback
-    error = f"{type(exc).__name__}: {exc}"
+    error = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(exc).__name__}: {exc}")  # no terminal colours
 print(json.dumps({"seconds": time.perf_counter() - start, "error": error}))
 """
 
