@@ -1,0 +1,50 @@
+# nbgrader configuration of the rmteach course (nbgrader 0.9.x).
+#
+# Run nbgrader from this folder, or through `make assignments / autograde /
+# feedback / grades` (python -m rmteach.grading), which passes this folder as
+# --CourseDirectory.root. Every setting below is checked by tests/test_grading.py.
+
+c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
+
+c.CourseDirectory.course_id = "rmteach"
+# Assignment folders are source/<assignment>/; release/, submitted/<student>/<assignment>/,
+# autograded/, feedback/ and gradebook.db are generated here (and ignored by git).
+
+# --- executing notebooks (validate and autograde) ---------------------------
+# Every cell gets at most this many seconds; an infinite loop costs its cell, not the run.
+c.Execute.timeout = 60
+c.Execute.startup_timeout = 120
+c.Execute.interrupt_on_timeout = True
+
+# --- autograde ---------------------------------------------------------------
+# Students need not be registered beforehand: autograde adds them to the gradebook.
+c.Autograde.create_student = True
+# A deleted test cell (or locked set-up cell, or answer cell) is put back where it
+# belongs and graded. rmteach.grading.RestoreDeletedCells does what nbgrader's
+# OverwriteCells.add_missing_cells does, without its KeyError when the cell before
+# the deleted one is a locked instruction cell, and with answer cells restored as
+# their empty stub (never the instructor's model answer).
+c.OverwriteCells.add_missing_cells = True
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "rmteach.grading.RestoreDeletedCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Anything on stderr zeroes a test cell. Warnings (RuntimeWarning: overflow ...,
+# DeprecationWarning ...) must not zero correct work: IgnorePattern drops stderr
+# output that holds a warning before the grade is read off the cell.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"\b[A-Za-z]*Warning\b"
+
+# --- feedback ------------------------------------------------------------------
+# Students see their grades and the visible tests, never the hidden ones: the
+# hidden-test regions are cut from each test cell, and the traceback lines that
+# would quote them are dropped.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "rmteach.grading.HideHiddenTestTracebacks",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+]
