@@ -161,8 +161,8 @@ class LossExplorer(Explorer):
             ("delta", f"gap {DELTA}"),
             ("p", "P(y<sub>pref</sub> \u227b y<sub>rej</sub>) = \u03c3(\u0394)"),
             ("loss", "loss L"),
-            ("grad_pref", f"\u2202L/\u2202{R_PREF}"),
-            ("grad_rej", f"\u2202L/\u2202{R_REJ}"),
+            ("grad_pref", f"<span style='color:{PREF}'>\u2202L/\u2202{R_PREF}</span>"),
+            ("grad_rej", f"<span style='color:{REJ}'>\u2202L/\u2202{R_REJ}</span>"),
         ]
         d = GAP_GRID
         zeros = np.zeros_like(d)
@@ -173,10 +173,11 @@ class LossExplorer(Explorer):
         self._curve = self._loss_panel.line(d, rm.ranking_loss(d, zeros, m0, reduction="none"),
                                             CURVE, "\u2212log \u03c3(\u0394 \u2212 m)")
         self._dot = self._loss_panel.points([0.0], [0.0], MARK)
-        self._grad_panel = Panel("gradient against the gap", f"{DELTA} = r_pref \u2212 r_rej",
-                                 "gradient", x_range=GAP_RANGE, y_range=(-1.05, 1.05), legend="bottom-right")
-        self._g_pref = self._grad_panel.line(d, g_pref, PREF, "\u2202L/\u2202r_pref")
-        self._g_rej = self._grad_panel.line(d, g_rej, REJ, "\u2202L/\u2202r_rej")
+        self._grad_panel = Panel("\u2202L/\u2202r_pref (blue), \u2202L/\u2202r_rej (orange)",
+                                 f"{DELTA} = r_pref \u2212 r_rej", "gradient",
+                                 x_range=GAP_RANGE, y_range=(-1.05, 1.05))
+        self._g_pref = self._grad_panel.line(d, g_pref, PREF)
+        self._g_rej = self._grad_panel.line(d, g_rej, REJ)
         self._g_dots = self._grad_panel.points([0.0, 0.0], [0.0, 0.0], MARK)
         self._margin_drawn = m0
         super().__init__(sliders, readouts, [self._loss_panel, self._grad_panel],
