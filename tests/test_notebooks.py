@@ -27,11 +27,17 @@ COURSE_NOTEBOOKS = [p for p in NOTEBOOKS if re.match(r"0[1-6]_", p.name)]
 QUESTIONS = ROOT.parent / "shared" / "course" / "QUESTIONS.md"
 ALLOWED_METADATA = {"kernelspec", "language_info"}
 CELL_TIMEOUT = 600  # seconds for one cell; the whole collection takes well under a minute
-JOBS = int(os.environ.get("RMTEACH_NOTEBOOK_JOBS", "3"))
 
 
-def _ids(path: Path) -> list[str]:
-    return [p.name for p in path] if isinstance(path, list) else [path.name]
+def _jobs() -> int:
+    """Notebooks executed at a time: ``RMTEACH_NOTEBOOK_JOBS`` (an integer >= 1), default 3."""
+    text = os.environ.get("RMTEACH_NOTEBOOK_JOBS", "3")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"RMTEACH_NOTEBOOK_JOBS must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+JOBS = _jobs()
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -141,7 +147,7 @@ def _execute(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def executed(request):
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, JOBS)) as pool:
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
         results = dict(zip(NOTEBOOKS, pool.map(_execute, NOTEBOOKS)))
     total = time.perf_counter() - start
     lines = [f"notebooks: executed {len(NOTEBOOKS)} in {total:.1f} s wall time ({JOBS} at a time)"]
