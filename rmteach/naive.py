@@ -39,3 +39,20 @@ def naive_preference_probability(r_a: ArrayLike, r_b: ArrayLike) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         ea, eb = np.exp(np.asarray(r_a)), np.exp(np.asarray(r_b))
         return ea / (ea + eb)
+
+
+def erratum_regularized_ranking_loss(r_pref: ArrayLike, r_rej: ArrayLike, coef: float) -> np.float64:
+    r"""BAD EXAMPLE: the centring regularizer with the book's sign erratum.
+
+    .. math:: \mathcal{L}_{\text{pair}} - \lambda\,\frac{1}{B}\sum_i (r_{\text{pref},i} + r_{\text{rej},i})^2
+
+    Subtracting the penalty rewards ever larger rewards: move both rewards of a
+    pair up together and the ranking part stays put while this falls without
+    bound.  The correct form *adds* it:
+    :func:`rmteach.numpy.regularized_ranking_loss`, which refuses ``coef < 0``.
+    """
+    from rmteach import numpy as rm
+
+    a = np.asarray(r_pref, dtype=np.float64)
+    b = np.asarray(r_rej, dtype=np.float64)
+    return np.float64(rm.ranking_loss(a, b)) - coef * np.mean(np.square(a + b))

@@ -34,6 +34,7 @@ import ipywidgets as W
 import numpy as np
 
 from rmteach import numpy as rm
+from rmteach.naive import erratum_regularized_ranking_loss
 from rmteach._plots import (
     CURVE, MARK, OTHER, PREF, REJ, Panel, Readouts, Slider, check_value, move, plots_row, set_y,
 )
@@ -653,10 +654,8 @@ class RegularizerExplorer(Explorer):
     def _losses(r_pref: float, r_rej: float, coef: float) -> tuple[float, float, float]:
         ranking = _f(rm.ranking_loss(r_pref, r_rej))
         regularized = _f(rm.regularized_ranking_loss(r_pref, r_rej, coef))
-        # The erratum is not in rmteach.numpy (it refuses coef < 0): the same
-        # penalty, mean((r_pref + r_rej)^2), subtracted instead of added.
-        s = np.float64(r_pref) + np.float64(r_rej)
-        erratum = ranking - coef * float(np.mean(np.square(s)))
+        # The book's minus sign lives only in rmteach.naive, as a labelled bad example.
+        erratum = _f(erratum_regularized_ranking_loss(r_pref, r_rej, coef))
         return ranking, regularized, erratum
 
     def _compute(self, r_pref: float, r_rej: float, coef: float, shift: float) -> None:

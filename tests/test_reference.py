@@ -275,3 +275,11 @@ def test_no_warnings_on_extreme_inputs():
 def test_torch_rejects_bool_tensors_naming_the_argument():
     with pytest.raises(TypeError, match=r"r_pref must be a tensor of real numbers .* got a tensor of dtype torch.bool"):
         rmtorch.ranking_loss(torch.tensor([True]), torch.tensor([1.0]))
+
+
+def test_the_books_sign_erratum_is_a_labelled_bad_example():
+    """L_pair - lambda*mean((r_pref + r_rej)^2) falls without bound as both rewards grow."""
+    values = [naive.erratum_regularized_ranking_loss([2.0 + c], [1.0 + c], 0.01) for c in (0.0, 10.0, 100.0, 1000.0)]
+    assert all(x > y for x, y in zip(values, values[1:])) and values[-1] < -1e4
+    assert values[0] == pytest.approx(float(rmnp.ranking_loss(2.0, 1.0)) - 0.01 * 9.0, rel=1e-15)
+    assert rmnp.regularized_ranking_loss([1002.0], [1001.0], 0.01) > rmnp.regularized_ranking_loss([2.0], [1.0], 0.01)
