@@ -1,6 +1,7 @@
 # rmteach: two commands on a fresh machine.
 #   make lab    create .venv if missing, install, start JupyterLab on notebooks/ (127.0.0.1, with a token)
 #   make test   create .venv if missing, install, run every test
+#   make explore  serve the loss explorer alone (Voila, sliders only) on 127.0.0.1, with a token
 # and for developers: make bench (speed targets, not tests).
 
 PYTHON ?= python3
@@ -9,8 +10,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.rmteach-installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8888
+EXPLORE_PORT ?= 8866
 
-.PHONY: install lab test bench clean
+.PHONY: install lab explore test bench clean
 
 install: $(STAMP)
 
@@ -27,11 +29,23 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
 		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token
 
+# The main explorer as a slider-only app: Voila runs notebooks/explore.ipynb and shows
+# its output, never its code.
+explore: $(STAMP)
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
+	echo "Loss explorer: http://$(HOST):$(EXPLORE_PORT)/?token=$$token"; \
+	$(VENV)/bin/voila notebooks/explore.ipynb --no-browser --Voila.ip=$(HOST) \
+		--port=$(EXPLORE_PORT) --token=$$token
+
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Runs every benchmark, then fails if any missed its target.
 bench: $(STAMP)
-	$(PY) bench/losses.py
+	@status=0; \
+	$(PY) bench/losses.py || status=1; \
+	$(PY) bench/latency.py || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info
