@@ -217,16 +217,18 @@ def _source_notebook():
     return nb
 
 
-def _nbgrader(course: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def _nbgrader(course: Path, *args: str, timeout: float = 300, rc: int = 0) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"]
     # nbgrader runs `alembic` from PATH: put the venv's bin first, as `make` does.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run(cmd, cwd=course, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == rc, f"{cmd} exit {proc.returncode}, not {rc}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
-STUDENTS = ("good", "reader", "writer", "net", "mem", "loop")
+STUDENTS = ("good", "reader", "writer", "net", "mem", "loop")  # all graded; "stubborn" is killed
+STUBBORN_ANSWER = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n"
+WALL = 15
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +245,7 @@ def graded_course(need_sandbox, tmp_path_factory):
             c.Execute.interrupt_on_timeout = True
             from rmteach.sandbox import configure_nbgrader
             SANDBOX = configure_nbgrader(c, course_root={str(course)!r}, mode="require",
-                                         memory_limit=1 * 2**30, wall_time_limit=60, cpu_time_limit=60)
+                                         memory_limit=1 * 2**30, wall_time_limit={WALL}, cpu_time_limit=60)
             """
         )
     )
@@ -259,6 +261,7 @@ def graded_course(need_sandbox, tmp_path_factory):
         "net": GOOD_ANSWER + net_attack(server.port, abstract.name),
         "mem": MEM_ATTACK + GOOD_ANSWER,
         "loop": LOOP_ANSWER,
+        "stubborn": STUBBORN_ANSWER,
     }
     released = nbformat.read(course / "release" / "ps1" / "ps1.ipynb", as_version=4)
     for student, answer in answers.items():
@@ -278,7 +281,8 @@ def graded_course(need_sandbox, tmp_path_factory):
 
     t0 = time.monotonic()
     try:
-        proc = _nbgrader(course, "autograde", "ps1")
+        # Exit 1: the stubborn student's kernel was killed, so its autograde failed.
+        proc = _nbgrader(course, "autograde", "ps1", rc=1)
     finally:
         server.close()
         abstract.close()
@@ -367,8 +371,19 @@ def test_infinite_loop_is_stopped_and_the_run_goes_on(graded_course):
     out = _outputs(course, "loop")
     assert "CellTimeoutError" in out or "KeyboardInterrupt" in out, out
     assert _score(course, "loop") == 0.0
-    # Six students, one 5-second cell timeout: the loop did not hold up the run.
-    assert graded_course["elapsed"] < 120, graded_course["elapsed"]
+    # Seven students, a 5-second cell timeout and a 15-second kernel: nothing held up the run.
+    assert graded_course["elapsed"] < 150, graded_course["elapsed"]
+
+
+def test_kernel_ignoring_interrupts_is_killed_at_the_wall_clock_bound(graded_course):
+    """The per-cell timeout's interrupt is ignored; the kernel's wall-clock bound kills it."""
+    course, log = graded_course["course"], graded_course["log"]
+    assert "Interrupting kernel" in log
+    assert "There was an error processing assignment 'ps1' for student 'stubborn'" in log, log
+    assert not (course / "autograded" / "stubborn" / "ps1").exists()  # nbgrader removes a failed autograde
+    # Only the stubborn student failed; the others after it were graded.
+    assert log.count("There was an error processing assignment:") == 1, log
+    assert _score(course, "good") == 2.0
 
 
 # --------------------------------------------------------------------------- controls: the attacks are real
@@ -493,7 +508,8 @@ def test_interrupt_reaches_the_sandboxed_kernel(need_sandbox, tmp_path):
         time.sleep(1.0)
         k.km.interrupt_kernel()
         reply = k.kc.get_shell_msg(timeout=10)
-        assert reply["parent_header"]["msg_id"] == msg_id
+        while reply["parent_header"].get("msg_id") != msg_id:  # skip kernel_info replies from start-up
+            reply = k.kc.get_shell_msg(timeout=10)
         assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
         assert k.run("print(6 * 7)") == ("ok", "42\n")
     finally:
