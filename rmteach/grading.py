@@ -68,6 +68,10 @@ __all__ = [
     "assert_choice",
     "assert_choices",
     "assert_raises",
+    "close",
+    "choice_is",
+    "choices_are",
+    "raises",
     "copy_course",
     "course_assignments",
     "validate_notebook",
@@ -236,8 +240,11 @@ def own_function(func: Any, name: str) -> None:
     Raises :class:`NotOwnWork` (an ``AssertionError``) otherwise.
     """
     if not isinstance(func, types.FunctionType):
+        inner = [getattr(func, a, None) for a in ("func", "__func__", "__wrapped__", "__call__")]
+        origin = next((o for o in map(_rmteach_origin, [func, *inner]) if o), None)
+        why = f": it is {origin}, and rmteach's own code gets no credit" if origin else ""
         raise NotOwnWork(
-            f"{name} must be a function you define with def in this notebook, got {_describe(func)}"
+            f"{name} must be a function you define with def in this notebook, got {_describe(func)}{why}"
         )
     if func.__module__ != "__main__" or _inside_package(func.__code__.co_filename):
         raise NotOwnWork(
@@ -382,6 +389,35 @@ def assert_raises(exc_type: type, func: Any, *args: Any, name: Optional[str] = N
     raise AssertionError(f"{label} should raise {exc_type.__name__}, but returned {_describe(result)}")
 
 
+# The same checks as booleans, so that a test cell can end in a plain ``assert``
+# (a cell ending in an expression would be read as partial credit): each returns
+# True or raises AssertionError with the message above.
+
+
+def close(actual: Any, expected: Any, what: str, **kwargs: Any) -> bool:
+    """:func:`assert_close`, returning True: ``assert _g.close(got, want, "what")``."""
+    assert_close(actual, expected, what, **kwargs)
+    return True
+
+
+def choice_is(answer: Any, correct: str, options: Iterable[str], name: str) -> bool:
+    """:func:`assert_choice`, returning True."""
+    assert_choice(answer, correct, options, name)
+    return True
+
+
+def choices_are(answer: Any, correct: Iterable[str], options: Iterable[str], name: str) -> bool:
+    """:func:`assert_choices`, returning True."""
+    assert_choices(answer, correct, options, name)
+    return True
+
+
+def raises(exc_type: type, func: Any, *args: Any, **kwargs: Any) -> bool:
+    """:func:`assert_raises`, returning True."""
+    assert_raises(exc_type, func, *args, **kwargs)
+    return True
+
+
 def _as_float_array(value: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -417,11 +453,11 @@ def assert_close(
     if not np.all(ok):
         idx = tuple(int(i) for i in np.argwhere(~ok)[0]) if got.ndim else ()
         where = f" at index {list(idx)}" if idx else ""
-        msg = f"{what}{where}: got {got[idx]!r}"
+        msg = f"{what}{where}: got {float(got[idx])!r}"
         if show_expected:
-            msg += f", expected {want[idx]!r} (rtol={rtol:g}, atol={atol:g})"
+            msg += f", expected {float(want[idx])!r} (rtol={rtol:g}, atol={atol:g})"
         else:
-            msg += " , which is not the right value"
+            msg += ", which is not the right value"
         raise AssertionError(msg)
 
 
@@ -837,15 +873,18 @@ def answer_cells(source_nb) -> list[str]:
 
 
 def partial_keep(source_nb) -> Callable[[str], bool]:
-    """The demo's "partly correct" student: answers every other answer cell (1st, 3rd, ...)."""
-    kept = set(answer_cells(source_nb)[::2])
+    """The demo's "partly correct" student: answers every other code answer cell
+    (1st, 3rd, ...) and every other written answer (2nd, 4th, ...)."""
+    code = [_meta(c)["grade_id"] for c in source_nb.cells if _meta(c).get("solution") and c.cell_type == "code"]
+    written = [_meta(c)["grade_id"] for c in source_nb.cells if _meta(c).get("solution") and c.cell_type != "code"]
+    kept = set(code[::2]) | set(written[1::2])
     return lambda gid: gid in kept
 
 
 DEMO_STUDENTS = {  # id: (what the submission is, keep(source_nb) -> keep function)
     "ada": ("full solution", lambda nb: (lambda gid: True)),
     "ben": ("untouched release", lambda nb: (lambda gid: False)),
-    "cy": ("every other answer", partial_keep),
+    "cy": ("every other answer (partly correct)", partial_keep),
 }
 
 

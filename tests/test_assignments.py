@@ -1,0 +1,309 @@
+"""The source notebooks of assignments/: clean, well-formed nbgrader cells, every
+course question covered, and every answer key recomputed here with rmteach.
+
+The notebooks are read from the repo and executed in a temporary folder (a copy):
+nothing is written into assignments/.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbclient import NotebookClient
+
+from rmteach import numpy as rm
+from rmteach import rlhf
+
+REPO = Path(__file__).resolve().parents[1]
+COURSE = REPO / "assignments"
+SOURCES = sorted((COURSE / "source").glob("*/*.ipynb"))
+QUESTIONS = Path("/work/shared/course/QUESTIONS.md")
+ALL_IDS = [f"Q{i:02d}" for i in range(1, 29)]
+
+
+def nbg(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def load(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def strip_hidden(source: str) -> str:
+    return re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", source, flags=re.S)
+
+
+def test_five_assignments_one_notebook_each():
+    assert [p.parent.name for p in SOURCES] == [
+        "01_preference_probability", "02_ranking_loss", "03_gradients_and_updates",
+        "04_loss_variants", "05_rlhf_case_studies",
+    ]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.parent.name)
+def test_notebook_is_clean(path):
+    raw = json.loads(path.read_text())
+    assert set(raw["metadata"]) <= {"kernelspec", "language_info"}
+    assert raw["metadata"]["kernelspec"]["name"] == "python3"
+    nbformat.validate(nbformat.from_dict(raw))
+    for cell in raw["cells"]:
+        assert set(cell["metadata"]) == {"nbgrader"}, cell["metadata"]
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert path.read_bytes().endswith(b"\n") and b"\r\n" not in path.read_bytes()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.parent.name)
+def test_nbgrader_cells_say_what_they_are(path):
+    nb = load(path)
+    ids = [nbg(c).get("grade_id") for c in nb.cells]
+    assert all(ids) and len(ids) == len(set(ids)), "every cell has a unique grade_id"
+    for cell in nb.cells:
+        m = nbg(cell)
+        assert m["schema_version"] == 3 and m["task"] is False
+        assert re.fullmatch(r"[a-z][a-z0-9_]+", m["grade_id"]), m["grade_id"]
+        if m["grade"] and cell.cell_type == "code":  # an autograded test cell
+            assert m["locked"] and not m["solution"] and m["points"] > 0
+            lines = cell.source.splitlines()
+            assert re.fullmatch(r'"""[^"]+\(\d+ points?\)"""', lines[0]), lines[0]  # one-line docstring, points
+            assert int(re.search(r"\((\d+) points?\)", lines[0]).group(1)) == m["points"]
+            assert cell.source.count("### BEGIN HIDDEN TESTS") == cell.source.count("### END HIDDEN TESTS") <= 1
+            for version in (cell.source, strip_hidden(cell.source)):  # as graded, and as released
+                last = ast.parse(version).body[-1]
+                assert not isinstance(last, ast.Expr), f"{m['grade_id']} ends in an expression (read as partial credit)"
+        elif m["grade"]:  # a written answer: manually graded, rubric in the source only
+            assert cell.cell_type == "markdown" and m["solution"] and not m["locked"] and m["points"] > 0
+            assert "**Rubric" in cell.source and "*Model answer.*" in cell.source
+        elif m["solution"]:
+            assert cell.cell_type == "code" and "### BEGIN SOLUTION" in cell.source
+        else:
+            assert m["locked"], "instructions and data are locked"
+            assert "HIDDEN TESTS" not in cell.source and "SOLUTION" not in cell.source
+
+
+def _heading_points(text: str):
+    m = re.search(r"^#+ .*\((?:[^()]*?, )?(\d+) points?", text, flags=re.M)
+    return int(m.group(1)) if m else None
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.parent.name)
+def test_points_in_headings_add_up(path):
+    nb = load(path)
+    graded = [(c, nbg(c)["points"]) for c in nb.cells if nbg(c)["grade"]]
+    total = sum(p for _, p in graded)
+    auto = sum(p for c, p in graded if c.cell_type == "code")
+    intro = nb.cells[0].source.splitlines()[0]
+    assert _heading_points(intro) == total, intro
+    if auto != total:
+        assert f"{auto} autograded, {total - auto} written" in intro, intro
+    # each "## " question heading states the points of the graded cells up to the next one
+    section, sums = None, {}
+    for cell in nb.cells[1:]:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            section = cell.metadata["nbgrader"]["grade_id"]
+            sums[section] = [_heading_points(cell.source), 0]
+        elif nbg(cell)["grade"]:
+            sums[section][1] += nbg(cell)["points"]
+    for section, (stated, actual) in sums.items():
+        assert stated == actual, (section, stated, actual)
+
+
+def coverage_rows():
+    rows = {}
+    for line in (COURSE / "COVERAGE.md").read_text().splitlines():
+        m = re.match(r"\| (Q\d\d) \| (\S+) \| (.+?) \| (.+?) \|$", line)
+        if m:
+            rows[m.group(1)] = (m.group(2), re.findall(r"`([a-z0-9_]+)`", m.group(3)), m.group(4))
+    return rows
+
+
+def test_every_course_question_has_a_graded_exercise():
+    rows = coverage_rows()
+    ids_in_questions = re.findall(r"^\| (Q\d\d) \|", QUESTIONS.read_text(), flags=re.M) if QUESTIONS.exists() else ALL_IDS
+    assert sorted(ids_in_questions) == ALL_IDS
+    assert sorted(rows) == ALL_IDS
+    written = re.findall(r"^\| (Q\d\d) \|.*\*written\*", QUESTIONS.read_text(), flags=re.M) if QUESTIONS.exists() else []
+    for qid, (assignment, grade_ids, kind) in rows.items():
+        (path,) = (COURSE / "source" / assignment).glob("*.ipynb")
+        cells = {nbg(c)["grade_id"]: c for c in load(path).cells}
+        assert grade_ids, qid
+        for gid in grade_ids:
+            cell = cells[gid]
+            assert nbg(cell)["grade"] and nbg(cell)["points"] > 0, (qid, gid)
+            if cell.cell_type == "markdown":
+                assert "written" in kind, (qid, gid)
+        has_auto = any(cells[g].cell_type == "code" for g in grade_ids)
+        has_written = any(cells[g].cell_type == "markdown" for g in grade_ids)
+        assert has_auto or qid in written, f"{qid} needs an autograded cell"
+        if qid in written:
+            assert has_written, f"{qid} is a written question: it needs a manually graded answer cell"
+        # the question is named in the notebook, next to its exercise
+        assert qid in "".join(c.source for c in load(path).cells), qid
+
+
+# --------------------------------------------------------------------------
+# answer keys, recomputed with rmteach from the solutions' executed values
+
+DUMP = """
+import json as _json, numpy as _np
+def _plain(_v):
+    if isinstance(_v, (set, frozenset)):
+        return sorted(_v)
+    if isinstance(_v, (tuple, list)):
+        return [_plain(_x) for _x in _v]
+    if isinstance(_v, dict):
+        return {str(_k): _plain(_x) for _k, _x in _v.items()}
+    if isinstance(_v, _np.ndarray):
+        return _v.tolist()
+    if isinstance(_v, (_np.generic,)):
+        return _v.item()
+    return _v
+_out = {}
+for _k, _v in list(globals().items()):
+    if _k.startswith("_") or callable(_v) or type(_v).__name__ == "module":
+        continue
+    try:
+        _out[_k] = _json.loads(_json.dumps(_plain(_v)))
+    except (TypeError, ValueError):
+        pass
+print("ANSWERS" + _json.dumps(_out))
+"""
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory):
+    """The solution notebooks executed (on copies) with a last cell that prints every answer."""
+    out = {}
+    for path in SOURCES:
+        folder = tmp_path_factory.mktemp(path.parent.name)
+        copy = folder / path.name
+        shutil.copy2(path, copy)
+        nb = load(copy)
+        nb.cells = [c for c in nb.cells if not (nbg(c)["grade"] and c.cell_type == "code")]  # answers only
+        nb.cells.append(nbformat.v4.new_code_cell(DUMP))
+        NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(folder)}}).execute()
+        for cell in nb.cells:
+            for o in cell.get("outputs", []):
+                assert o.get("output_type") != "error", (path.name, cell.source[:80], o.get("evalue"))
+        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+        out[path.parent.name[:2]] = json.loads(text.split("ANSWERS", 1)[1])
+    return out
+
+
+def letter_where(truth: dict) -> str:
+    (key,) = [k for k, v in truth.items() if v]
+    return key
+
+
+def test_keys_assignment_1(answers):
+    a = answers["01"]
+    assert a["p_q03"] == pytest.approx(float(rm.preference_probability(1.8, 0.6)), rel=1e-12)
+    deviation = {k: abs(p - float(rm.preference_probability(ra, rb))) for k, (ra, rb, p) in a["Q04_REPORTS"].items()}
+    assert a["answer_q04"] == max(deviation, key=deviation.get) and sorted(deviation.values())[-2] < 0.005
+    assert a["p_q05_before"] == pytest.approx(float(rm.preference_probability(1.0, -0.5)), rel=1e-12)
+    assert a["p_q05_after"] == pytest.approx(float(rm.preference_probability(101.0, 99.5)), rel=1e-12)
+    r = np.random.default_rng(5).normal(size=(2, 20))
+    p = rm.preference_probability(r[0], r[1])
+    shift_free = np.allclose(rm.preference_probability(r[0] + 7.0, r[1] + 7.0), p, rtol=1e-12)
+    scale_free = np.allclose(rm.preference_probability(2 * r[0], 2 * r[1]), p)
+    sign_free = np.allclose(rm.preference_probability(-r[0], -r[1]), p)
+    assert a["answer_q05"] == letter_where({"A": scale_free, "B": shift_free, "C": not (shift_free or scale_free), "D": sign_free})
+    labels = a["Q16_LABELS"]
+    agree = {k for k, s in a["Q16_SCORES"].items()
+             if rm.ranking_accuracy([s[i] for i, _ in labels], [s[j] for _, j in labels]) == 1.0}
+    assert set(a["answer_q16"]) == agree == {"A", "C", "E"}
+
+
+def test_keys_assignment_2(answers):
+    a = answers["02"]
+    losses = {k: float(rm.ranking_loss(*v)) for k, v in a["Q02_PAIRS"].items()}
+    assert a["answer_q02"] == min(losses, key=losses.get)
+    la, lb = float(rm.ranking_loss(3.2, 1.5)), float(rm.ranking_loss(-0.5, -2.0))
+    assert (a["loss_q14_a"], a["loss_q14_b"]) == pytest.approx((la, lb), rel=1e-12)
+    assert la < lb and rm.ranking_accuracy([3.2, -0.5], [1.5, -2.0]) == 1.0
+    assert float(rm.ranking_loss(3.2 + 50, 1.5 + 50)) == pytest.approx(la, rel=1e-12)  # only the margin matters
+    assert a["answer_q14"] == "C"
+    assert set(a["answer_q15"]) == {k for k, v in a["Q15_OUTCOMES"].items() if rm.ranking_accuracy(*v) == 0.0}
+    assert a["answer_q15_zero_loss"] is False and float(rm.ranking_loss(700.0, 0.0)) > 0
+    assert a["chance_loss"] == pytest.approx(float(rm.ranking_loss(0.0, 0.0)), rel=1e-15)
+    assert a["acc_q12"] == float(rm.ranking_accuracy(a["Q12_PREF"], a["Q12_REJ"]))
+    assert a["loss_q12"] == pytest.approx(float(rm.ranking_loss(a["Q12_PREF"], a["Q12_REJ"])), rel=1e-12)
+    assert a["answer_q12"] == ("B" if 0.80 > float(rm.ranking_loss(0.0, 0.0)) else "A")
+    chance = float(rm.ranking_loss(0.0, 0.0))
+    for run, log in a["Q11_RUNS"].items():
+        t, v, r = (np.array(log[k]) for k in ("train", "val", "mean_abs_reward"))
+        want = ("A" if np.all(np.abs(t - chance) < 0.01) else
+                "B" if v[-1] > v.min() + 0.1 and t[-1] < v.min() else
+                "C" if r[-1] > 10 * r[1] and abs(t[-1] - t[5]) < 0.02 else "D")
+        assert a["answer_q11"][run] == want, run
+
+
+def test_keys_assignment_3(answers):
+    a = answers["03"]
+    gp, gr = (float(x) for x in rm.ranking_loss_grad(2.0, 3.0))
+    assert a["q06_new_scores"] == pytest.approx([2.0 - gp, 3.0 - gr], rel=1e-12)
+    assert gp < 0 < gr and gp == -gr and a["answer_q06"] == "B"
+    assert a["loss_q17"] == pytest.approx(float(rm.ranking_loss(0.5, 2.5)), rel=1e-12)
+    g_b, g_a = (float(x) for x in rm.ranking_loss_grad(0.5, 2.5))
+    assert float(rm.ranking_loss(0.5, 2.5)) > math.log(2) and g_b < 0 < g_a and a["answer_q17"] == "B"
+    steps = [-0.5 * float(rm.ranking_loss_grad(d, 0.0)[0]) for d in a["Q18_MARGINS"]]
+    assert a["q18_steps"] == pytest.approx(steps, rel=1e-12)
+    assert a["q18_ratio"] == pytest.approx(steps[0] / steps[-1], rel=1e-12)
+    assert np.all(np.diff(steps) < 0) and a["answer_q18"] == "B"
+
+
+def test_keys_assignment_4(answers):
+    a = answers["04"]
+    x, y = np.array([0.3, -0.4]), np.array([0.1, 0.2])
+    ratio = float(rm.ranking_loss_grad(x, y, weights=[2.0, 1.0])[0][0] / rm.ranking_loss_grad(x, y, weights=[1.0, 1.0])[0][0])
+    assert ratio == pytest.approx(4 / 3, rel=1e-12) and a["answer_q07"] == "C"
+    assert abs(float(rm.soft_ranking_loss_grad(math.log(0.7 / 0.3), 0.0, 0.7)[0])) < 1e-15 and a["answer_q08"] == "B"
+    printed = [float(rm.ranking_loss(1.0 + c, c) - 0.01 * (1.0 + 2 * c) ** 2) for c in (0.0, 10.0, 100.0, 1000.0)]
+    assert np.all(np.diff(printed) < 0) and a["answer_q09"] == "B"  # the book's minus sign: unbounded below
+    r = np.array([2.0, 1.0, 0.5, -1.0])
+    pairs = list(itertools.combinations(range(4), 2))
+    assert a["pairs_q10"] == len(pairs) == math.comb(4, 2)
+    assert float(rm.listwise_ranking_loss(r)) == pytest.approx(np.mean([float(rm.ranking_loss(r[i], r[j])) for i, j in pairs]), rel=1e-12)
+    assert a["loss_q20"] == pytest.approx(float(rm.ranking_loss(2.0, 1.0, margin=1.0)), rel=1e-12)
+    s = np.random.default_rng(9).normal(0, 3, (30, 2))
+    pair = [float(rm.ranking_loss(p, q)) for p, q in s]
+    same = {
+        "A": np.allclose([float(rm.listwise_ranking_loss(row)) for row in s], pair, rtol=1e-12, atol=0),
+        "B": np.allclose([float(rm.plackett_luce_loss(row)) for row in s], pair, rtol=1e-12, atol=0),
+        "C": np.allclose([float(rm.ranking_loss(p, q, margin=1.0)) for p, q in s], pair, rtol=1e-12, atol=0),
+        "D": np.allclose([float(rm.soft_ranking_loss(p, q, 1.0)) for p, q in s], pair, rtol=1e-12, atol=0),
+        "E": np.allclose([float(rm.regularized_ranking_loss(p, q, 0.01)) for p, q in s], pair, rtol=1e-12, atol=0),
+    }
+    assert set(a["answer_q20"]) == {k for k, v in same.items() if v} == {"A", "B", "D"}
+
+
+def test_keys_assignment_5(answers):
+    a = answers["05"]
+    log = a["Q22_LOG"]
+    objective = rlhf.kl_penalized_reward(np.array(log["reward"]), np.zeros((10, 1)), -np.array(log["kl"])[:, None], 0.1)
+    assert a["q22_best_step"] == log["step"][int(np.argmax(objective))] == 500
+    R = {k: float(rlhf.kl_penalized_reward(a["Q23_REWARD"][k], *a["Q23_TOKENS"][k], a["Q23_BETA"])) for k in "AB"}
+    assert a["answer_q23"] == max(R, key=R.get) != max(a["Q23_REWARD"], key=a["Q23_REWARD"].get)
+    ref, reward = np.array(a["Q24_REF"]), np.array(a["Q24_REWARD"])
+    within = {k: float(rlhf.categorical_kl(rlhf.kl_regularized_policy(ref, reward, b), ref)) <= 0.5 for k, b in a["Q24_BETAS"].items()}
+    smallest = min((b, k) for k, b in a["Q24_BETAS"].items() if within[k])
+    assert a["answer_q24"] == smallest[1] and smallest[0] >= rlhf.beta_for_kl_budget(ref, reward, 0.5)
+    assert set(a["answer_q25"]) == {k for k, (p, r) in a["Q25_SCORES"].items() if rm.ranking_accuracy(p, r) >= 0.8} == {"A"}
+    log = a["Q26_LOG"]
+    assert a["q26_onset_step"] == log["step"][rlhf.reward_hacking_onset(log["reward"], log["heldout_accuracy"])]
+    assert a["q26_rollback_step"] == log["step"][int(np.argmax(log["heldout_accuracy"]))]
+    drift = rlhf.reward_drift(a["Q27_REFERENCE"], a["Q27_CURRENT"])
+    assert (a["q27_shift"], a["q27_scale_ratio"]) == pytest.approx((drift["shift"], drift["scale_ratio"]), rel=1e-12)
+    samples, beta = a["Q28_SAMPLES"], a["Q28_BETA"]
+    R = {k: float(rlhf.kl_penalized_reward(s, [0.0], [-lr], beta)) for k, (s, lr) in samples.items()}
+    assert a["answer_q28_hack"] == max(samples, key=lambda k: samples[k][0]) == max(samples, key=lambda k: samples[k][1])
+    assert a["answer_q28_best"] == max(R, key=R.get) != a["answer_q28_hack"]
