@@ -51,7 +51,8 @@ def need_sandbox():
     if not ok:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true, so the sandbox must be proven, but it is unavailable: {reason}")
-        pytest.skip(f"sandbox unavailable ({reason}); to run these tests, {INSTALL_HINT}")
+        hint = "" if INSTALL_HINT in reason else f"; to run these tests, {INSTALL_HINT}"
+        pytest.skip(f"sandbox unavailable: {reason}{hint}")
     return reason
 
 
