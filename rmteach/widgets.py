@@ -401,7 +401,9 @@ class TrainingMonitor:
         other = [m for m in metrics if "acc" not in m]
         panels: list[Panel] = []
         self._lines = {}
-        for names, title, ylabel, yr, legend in ((other, "loss", "value", None, "top-right"),
+        self._auto: tuple[Any, list[str]] | None = None  # the panel whose y-axis follows the data
+        other_title = "loss" if all("loss" in m for m in other) else "metrics"
+        for names, title, ylabel, yr, legend in ((other, other_title, "value", None, "top-right"),
                                                   (acc, "accuracy", "accuracy", (0.0, 1.0), "bottom-right")):
             if not names:
                 continue
@@ -410,6 +412,8 @@ class TrainingMonitor:
                 i = metrics.index(m)
                 self._lines[m] = panel.line([], [], palette[i % len(palette)], m,
                                             dashed=m.startswith("val"))
+            if yr is None:
+                self._auto = (panel, names)
             panels.append(panel)
         self._readouts.show(step=0)
         self.widget = W.VBox([W.HBox([W.HTML("<b>training</b>&nbsp;"), self._bar]),
@@ -469,8 +473,28 @@ class TrainingMonitor:
         for name, line in self._lines.items():
             steps, vals = self._history[name]
             move(line, steps, vals)
+        if self._auto is not None:
+            self._fit_y(*self._auto)
         self._dirty = False
         self._last_flush = time.monotonic()
+
+    def _fit_y(self, panel: Any, names: list[str]) -> None:
+        """Auto range, but never narrower than 10% of the values' size (or 0.1).
+
+        A loss stuck at ln 2 varies only in its last digits; an axis fitted to
+        that range would show ticks "1 1 1" and two lines that look far apart.
+        """
+        vals = np.array([v for m in names for v in self._history[m][1]], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size == 0:
+            return
+        lo, hi = float(vals.min()), float(vals.max())
+        mid, min_span = (lo + hi) / 2, max(0.1 * abs((lo + hi) / 2), 0.1)
+        with panel.ys.hold_sync():
+            if hi - lo < min_span:
+                panel.ys.min, panel.ys.max = mid - min_span / 2, mid + min_span / 2
+            else:
+                panel.ys.min, panel.ys.max = None, None
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -384,3 +384,18 @@ def test_explore_notebook_runs_headless_with_nbclient():
     outputs = nb.cells[0].outputs
     assert [o.output_type for o in outputs] == ["execute_result"]
     assert "application/vnd.jupyter.widget-view+json" in outputs[0].data
+
+
+def test_training_monitor_keeps_a_readable_axis_for_a_flat_loss():
+    """A loss stuck at ln 2 (changing only in its last ulp) must not blow up to fill the axis."""
+    from rmteach.widgets import TrainingMonitor
+
+    m = TrainingMonitor(2)
+    for step in (0, 1, 2):
+        m.update(step, train_loss=0.6931471805599453, val_loss=0.6931471805599454, train_acc=0.0, val_acc=0.0)
+    panel, _ = m._auto
+    assert panel.ys.max - panel.ys.min >= 0.1 - 1e-12
+    assert panel.ys.min < 0.6931471805599453 < panel.ys.max
+    for step in (0, 1, 2):  # a loss that really moves gets the automatic range back
+        m.update(step, train_loss=0.7 - 0.3 * step, val_loss=0.7 - 0.2 * step)
+    assert panel.ys.min is None and panel.ys.max is None
