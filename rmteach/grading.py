@@ -1056,7 +1056,7 @@ def format_table(rows: Sequence[dict], expected: Optional[Mapping[tuple, float]]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
     out += [fmt.format(*line) for line in lines]
-    return "\n".join(out)
+    return "\n".join(line.rstrip() for line in out)
 
 
 def demo(keep: Optional[Path] = None, log=print) -> int:
