@@ -15,6 +15,9 @@ c.CourseDirectory.course_id = "rmteach"
 c.Execute.timeout = 60
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
+# Kernels log only errors (not the "running over TCP" warning of every kernel start);
+# the history file stays in memory, as nbgrader's default does.
+c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
 
 # --- autograde ---------------------------------------------------------------
 # Students need not be registered beforehand: autograde adds them to the gradebook.

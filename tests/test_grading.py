@@ -400,3 +400,20 @@ def test_csv_export_has_the_expected_scores(graded, tmp_path):
         assert float(row["max_score"]) == float(row["auto_max"]) + float(row["manual_max"])
     assert rows[("gus", A3)]["status"] == "not autograded"
     assert rows[("gus", A1)]["status"] == "missing"
+
+
+def test_course_config_sets_every_safeguard():
+    cfg = g._course_config(COURSE)
+    assert 0 < cfg.Execute.timeout <= 120 and cfg.Execute.interrupt_on_timeout
+    assert cfg.IgnorePattern.enabled
+    for text in ("RuntimeWarning: overflow encountered in exp", "UserWarning: converting", "DeprecationWarning: x"):
+        assert re.search(cfg.IgnorePattern.pattern, text), text
+    assert not re.search(cfg.IgnorePattern.pattern, "Traceback (most recent call last)")
+    assert "nbgrader.preprocessors.ClearHiddenTests" in cfg.GenerateFeedback.preprocessors
+    assert "rmteach.grading.HideHiddenTestTracebacks" in cfg.GenerateFeedback.preprocessors
+    assert cfg.OverwriteCells.add_missing_cells and "rmteach.grading.RestoreDeletedCells" in cfg.Autograde.sanitize_preprocessors
+    assert cfg.Autograde.create_student
+    # the plug-ins resolve the way nbgrader imports them
+    from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
+    assert issubclass(g.RestoreDeletedCells, OverwriteCells)
+    assert issubclass(g.HideHiddenTestTracebacks, NbGraderPreprocessor)
