@@ -3,6 +3,12 @@
 #   make test   create .venv if missing, install, run every test
 #   make explore  serve the loss explorer alone (Voila, sliders only) on 127.0.0.1, with a token
 # and for developers: make bench (speed targets, not tests).
+# Instructors (nbgrader course in assignments/, see assignments/README.md):
+#   make assignments  validate the source notebooks, generate release/, validate --invert the release
+#   make autograde    autograde everything under assignments/submitted/<student>/<assignment>/
+#   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
+#   make grades       print the grade table, write assignments/grades.csv
+#   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +18,9 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8888
 EXPLORE_PORT ?= 8866
 
-.PHONY: install lab explore test bench clean
+COURSE ?= assignments
+
+.PHONY: install lab explore test bench clean assignments autograde feedback grades grade-demo
 
 install: $(STAMP)
 
@@ -46,6 +54,21 @@ bench: $(STAMP)
 	$(PY) bench/losses.py || status=1; \
 	$(PY) bench/latency.py || status=1; \
 	exit $$status
+
+assignments: $(STAMP)
+	$(PY) -m rmteach.grading assignments --course $(COURSE)
+
+autograde: $(STAMP)
+	$(PY) -m rmteach.grading autograde --course $(COURSE) $(if $(FORCE),--force)
+
+feedback: $(STAMP)
+	$(PY) -m rmteach.grading feedback --course $(COURSE)
+
+grades: $(STAMP)
+	$(PY) -m rmteach.grading grades --course $(COURSE)
+
+grade-demo: $(STAMP)
+	$(PY) -m rmteach.grading demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info
