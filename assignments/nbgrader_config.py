@@ -1,7 +1,7 @@
 # nbgrader configuration of the rmteach course (nbgrader 0.9.x).
 #
 # Run nbgrader from this folder, or through `make assignments / autograde /
-# feedback / grades` (python -m rmteach.grading), which passes this folder as
+# feedback / grades` (python -m rmteach.autograde), which passes this folder as
 # --CourseDirectory.root. Every setting below is checked by tests/test_grading.py.
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
