@@ -33,6 +33,22 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "rmteach.grading.RestoreDeletedCells",
+    "rmteach.grading.GuardTestCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Student code shares the kernel with the tests. GuardTestCells adds a first cell that
+# records the originals of builtins, NumPy, math and rmteach before any student code
+# runs, and a first line to each test cell that fails it ("tampering detected: ...")
+# if the notebook replaced one (np.isclose = lambda *a, **k: True, builtins.abs = ...).
+# LimitOutputSize: at most 1000 lines and 100 000 characters of output per cell
+# (nbgrader's LimitOutput counts lines only; one 50 MB line would stay).
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "rmteach.grading.LimitOutputSize",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Anything on stderr zeroes a test cell. Warnings (RuntimeWarning: overflow ...,
