@@ -67,3 +67,22 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# --- sandbox -----------------------------------------------------------------
+# Every student kernel runs in a bubblewrap sandbox (rmteach/sandbox.py): no course
+# files (source/, gradebook.db, other students), no network, bounded memory, CPU and
+# wall-clock time. RMTEACH_SANDBOX (make autograde SANDBOX=...) chooses: "auto"
+# (sandbox when available; `make autograde` says loudly when it is not), "require"
+# (refuse to grade unsandboxed) or "off". Plain `nbgrader autograde` gets it too.
+import os as _os  # noqa: E402
+
+from rmteach.sandbox import configure_nbgrader as _configure_sandbox  # noqa: E402
+
+_sandbox_mode = _os.environ.get("RMTEACH_SANDBOX", "auto").strip().lower() or "auto"
+_sandboxed, _sandbox_message = _configure_sandbox(
+    c, course_root=_os.path.dirname(_os.path.abspath(__file__)), mode=_sandbox_mode
+)
+if not _sandboxed and _sandbox_mode != "off":
+    import sys as _sys
+
+    print(f"rmteach nbgrader_config.py: {_sandbox_message}", file=_sys.stderr)

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import csv
+import io
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import types
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -314,7 +320,41 @@ def make_demo_submissions(course: Path, students: Mapping[str, tuple] = DEMO_STU
     return expected
 
 
-# -- grading ---------------------------------------------------------------
+# -- grading: parallel workers, one (student, assignment) job at a time -----
+
+#: per-submission outcome of the last grading run, read by :func:`grade_rows`
+STATUS_FILE = "autograde_status.json"
+#: environment variable the course's nbgrader_config.py reads: "auto", "require" or "off"
+SANDBOX_ENV = "RMTEACH_SANDBOX"
+SANDBOX_MODES = ("auto", "require", "off")
+#: wall-clock seconds one submission may take before its worker is killed (the
+#: sandbox kills a kernel after 900 s; nbgrader interrupts a cell after 60 s)
+JOB_TIMEOUT = 1200.0
+#: SQLite busy timeout (seconds) the workers use on the shared gradebook
+DB_BUSY_TIMEOUT = 120
+
+
+@dataclass
+class JobResult:
+    """The outcome of grading one ``submitted/<student>/<assignment>/``.
+
+    ``status`` is ``"graded"`` or ``"failed: <reason>"``; ``notes`` holds one line
+    per thing found or repaired (from :func:`rmteach.submissions.prepare_submission`)
+    or per problem met while grading.
+    """
+
+    student: str
+    assignment: str
+    status: str
+    notes: list[str] = field(default_factory=list)
+    auto_score: Optional[float] = None
+    auto_max: Optional[float] = None
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list)  # the end of nbgrader's log for this job
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("failed")
 
 
 def submitted_pairs(course: Path) -> list[tuple[str, str]]:
@@ -327,35 +367,542 @@ def submitted_pairs(course: Path) -> list[tuple[str, str]]:
     )
 
 
-def autograde(course: Path, force: bool = False, log=print) -> list[str]:
-    """``make autograde``: autograde every submission under ``submitted/``.
+def read_statuses(course: Path) -> dict[tuple[str, str], dict]:
+    """``{(student, assignment): {"status": ..., "notes": [...], ...}}`` from the status file."""
+    path = Path(course) / STATUS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GradingError(f"{path}: unreadable status file ({exc}); delete it and run make autograde again")
+    return {tuple(key.split("/", 1)): value for key, value in data.items() if "/" in key}
 
-    One nbgrader run for all of them (a failing notebook does not stop the
-    others).  Returns the problems: submissions with no autograded notebook
-    afterwards, with nbgrader's reason.  Already autograded submissions are
-    skipped unless ``force``.
+
+def _write_statuses(course: Path, results: Sequence[JobResult]) -> Path:
+    path = Path(course) / STATUS_FILE
+    data = {f"{s}/{a}": v for (s, a), v in read_statuses(course).items()}
+    for r in results:
+        data[f"{r.student}/{r.assignment}"] = {
+            "status": r.status, "notes": list(r.notes), "auto_score": r.auto_score, "auto_max": r.auto_max,
+            "seconds": round(r.seconds, 2), "log": list(r.log),
+            "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _timestamp(folder: Path):
+    from nbgrader.utils import parse_utc
+
+    try:
+        text = (folder / "timestamp.txt").read_text().strip()
+        return parse_utc(text) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+def _needs_grading(course: Path, student: str, assignment: str) -> bool:
+    """nbgrader's rule without --force: not autograded yet, or submitted again since."""
+    dest = course / "autograded" / student / assignment
+    if not dest.is_dir():
+        return True
+    new, old = _timestamp(course / "submitted" / student / assignment), _timestamp(dest)
+    return new is not None and old is not None and new > old
+
+
+def sandbox_mode(mode: Optional[str] = None) -> str:
+    """The sandbox mode: ``mode``, else ``$RMTEACH_SANDBOX``, else ``"auto"``."""
+    mode = (mode or os.environ.get(SANDBOX_ENV) or "auto").strip().lower()
+    if mode not in SANDBOX_MODES:
+        raise GradingError(f"sandbox: {mode!r} is not one of {', '.join(SANDBOX_MODES)}")
+    return mode
+
+
+def sandbox_state(course: Path, mode: str = "auto") -> tuple[bool, str]:
+    """Load the course config with sandbox ``mode`` and say whether kernels run sandboxed.
+
+    Returns ``(True, "sandbox: ...")`` or ``(False, "NOT SANDBOXED: ...")``; raises
+    :class:`GradingError` when ``mode == "require"`` and the sandbox is unavailable.
+    """
+    from rmteach import sandbox
+
+    mode = sandbox_mode(mode)
+    old = os.environ.get(SANDBOX_ENV)
+    os.environ[SANDBOX_ENV] = mode
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # the config's own warning: said below
+            cfg = _course_config(course)
+    except sandbox.SandboxError as exc:
+        raise GradingError(f"sandbox required ({SANDBOX_ENV}=require) but not available: {exc}")
+    finally:
+        if old is None:
+            os.environ.pop(SANDBOX_ENV, None)
+        else:
+            os.environ[SANDBOX_ENV] = old
+    names = [str(p) for p in cfg.Autograde.get("autograde_preprocessors", [])]
+    if sandbox.SANDBOXED_EXECUTE in names:
+        ok, why = sandbox.sandbox_available()
+        return True, f"sandbox: bubblewrap ({why})"
+    if mode == "off":
+        return False, (f"NOT SANDBOXED: turned off ({SANDBOX_ENV}=off / SANDBOX=off); "
+                       "student code runs with the grader's permissions")
+    ok, why = sandbox.sandbox_available()
+    why = why if not ok else f"{course / 'nbgrader_config.py'} does not call rmteach.sandbox.configure_nbgrader"
+    return False, f"NOT SANDBOXED: {why}. Student code runs with the grader's permissions."
+
+
+# -- the worker side ----------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _worker_setup(course: str, work_root: str, mode: str, log_path: Optional[str]) -> None:
+    """Once per worker process: quiet output, environment, course config, nbgrader API."""
+    if log_path:  # the worker's (and its kernels') stray output goes to a file, not the progress display
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    os.environ.update(_nbgrader_env())
+    os.environ[SANDBOX_ENV] = mode
+    warnings.simplefilter("ignore")
+    from nbgrader.apps.api import NbGraderAPI
+
+    cfg = _course_config(Path(course))
+    cfg.CourseDirectory.root = course
+    cfg.CourseDirectory.db_url = f"sqlite:///{Path(course) / 'gradebook.db'}?timeout={DB_BUSY_TIMEOUT}"
+    # nbgrader reads submissions from the working copies, never from the course's submitted/
+    cfg.CourseDirectory.submitted_directory = work_root
+    _WORKER.update(course=Path(course), work_root=Path(work_root), api=NbGraderAPI(config=cfg),
+                   db_url=cfg.CourseDirectory.db_url)
+
+
+def _prepare(source_dir: Path, work_dir: Path, assignment: str):
+    try:
+        from rmteach.submissions import prepare_submission
+    except ImportError:  # pragma: no cover - the module ships with rmteach
+        return types.SimpleNamespace(gradable=True, notes=[])
+    return prepare_submission(source_dir, work_dir, assignment)
+
+
+def _log_reason(text: str) -> str:
+    """The most telling line of nbgrader's log for a failed job."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    checks = [
+        (r"DeadKernelError|Kernel died|kernel died", "the kernel died (the student's code ended the Python process)"),
+        (r"UnresponsiveKernelError|kernel became unresponsive", "the kernel became unresponsive and could not be interrupted"),
+        (r"database is locked", "the gradebook was locked (try again)"),
+        (r"NotJSONError|Notebook does not appear to be JSON|Unreadable Notebook", "a notebook is not valid JSON"),
+        (r"SchemaTooNewError|SchemaTooOldError|metadata format", "nbgrader metadata of an unsupported version"),
+        (r"No notebooks found|No notebooks were matched", "no notebook of the assignment was submitted"),
+    ]
+    for pattern, reason in checks:
+        if any(re.search(pattern, ln) for ln in lines):
+            return reason
+    errors = [ln for ln in lines if not ln.startswith(("Traceback", "File ", "^"))]
+    errors = [ln for ln in errors if "There was an error processing assignment" not in ln and "Please see" not in ln]
+    last = errors[-1] if errors else "nbgrader failed without a message"
+    return re.sub(r"^\[(ERROR|WARNING|CRITICAL)\]\s*", "", last)[:200]
+
+
+def _scores(db_url: str, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    try:
+        with Gradebook(db_url) as gb:
+            sub = gb.find_submission(assignment, student)
+            auto = mx = 0.0
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    if grade.cell.cell_type != "markdown":
+                        auto += grade.score
+                        mx += grade.max_score
+            return auto, mx
+    except MissingEntry:
+        return None, None
+
+
+def _grade_job(student: str, assignment: str) -> dict:
+    """Grade one submission in this worker: working copy, prepare, nbgrader, scores."""
+    t0 = time.monotonic()
+    course, work_root, api = _WORKER["course"], _WORKER["work_root"], _WORKER["api"]
+    out = dict(student=student, assignment=assignment, notes=[], log=[])
+    src = course / "submitted" / student / assignment
+    work = work_root / student / assignment
+    dest = course / "autograded" / student / assignment
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        shutil.copytree(src, work, symlinks=False, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    except (OSError, shutil.Error) as exc:
+        out.update(status=f"failed: cannot copy the submission ({type(exc).__name__}: {exc})"[:300])
+        return out
+    try:
+        prep = _prepare(course / "source" / assignment, work, assignment)
+        out["notes"] = [str(n) for n in prep.notes]
+        if not prep.gradable:
+            reason = prep.notes[0] if prep.notes else "the submission cannot be graded"
+            out["status"] = f"failed: {reason}"
+            if dest.exists():  # the autograded copy of an older submission no longer stands
+                shutil.rmtree(dest)
+            return out
+        result = api.autograde(assignment, student, force=True, create=True)
+        text = (result.get("log") or "") + "\n" + (result.get("error") or "")
+        out["log"] = text.strip().splitlines()[-40:]
+        if not result.get("success"):
+            out["status"] = f"failed: {_log_reason(text)}"
+            return out
+        want = sorted(p.name for p in work.glob("*.ipynb"))
+        have = {p.name for p in dest.glob("*.ipynb")}
+        lost = [n for n in want if n not in have]
+        if lost:
+            out["status"] = f"failed: nbgrader wrote no autograded copy of {', '.join(lost)}"
+            return out
+        for line in text.splitlines():
+            if "No submitted file" in line:
+                out["notes"].append(f"missing notebook {Path(line.split(':', 1)[-1].strip()).name}: 0 points for it")
+        out["auto_score"], out["auto_max"] = _scores(_WORKER["db_url"], student, assignment)
+        out["status"] = "graded"
+        return out
+    except Exception as exc:  # never let one submission take the worker down
+        out["status"] = f"failed: {type(exc).__name__}: {exc}"[:300]
+        return out
+    finally:
+        out["seconds"] = time.monotonic() - t0
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _worker_main(course: str, work_root: str, mode: str, log_path: str) -> int:
+    """A worker process (``python -m rmteach.autograde _worker ...``): one JSON job per
+    line on stdin (``[student, assignment]``), one JSON reply per line on its
+    original stdout; everything else it (or a kernel) prints goes to ``log_path``."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    try:
+        _worker_setup(course, work_root, mode, log_path)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        proto.write(json.dumps(["setup-error", f"{type(exc).__name__}: {exc}"]) + "\n")
+        return 1
+    proto.write(json.dumps(["ready", os.getpid()]) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        student, assignment = json.loads(line)
+        proto.write(json.dumps(["done", _grade_job(student, assignment)]) + "\n")
+    return 0
+
+
+# -- the parent side ----------------------------------------------------------
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _kill_tree(proc) -> None:
+    """Kill a worker process and everything it started (its kernels, sandboxes)."""
+    import signal
+
+    pids = _descendants(proc.pid) if proc.pid else []
+    for pid in [proc.pid, *pids]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, TypeError):
+            pass
+    try:
+        proc.wait(timeout=10)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+class _Worker:
+    """One worker process, spoken to over its stdin/stdout (JSON lines)."""
+
+    def __init__(self, args: Sequence[str], log_path: Path):
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rmteach.autograde", "_worker", *args, str(log_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_nbgrader_env(),
+            cwd=str(log_path.parent),
+        )
+        self.buffer = b""
+        self.job: Optional[tuple[str, str]] = None
+        self.started = 0.0
+        self.ready = False
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def send(self, job: tuple[str, str]) -> None:
+        self.job, self.started = job, time.monotonic()
+        self.proc.stdin.write((json.dumps(list(job)) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def messages(self) -> list:
+        """The complete messages readable now; ``[["died", None]]`` at end of file."""
+        chunk = os.read(self.fileno(), 1 << 16)
+        if not chunk:
+            return [["died", None]]
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def log_tail(self, n: int = 20) -> list[str]:
+        try:
+            return self.log_path.read_text(errors="replace").splitlines()[-n:]
+        except OSError:
+            return []
+
+    def close(self) -> None:
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+def _run_jobs(course: Path, jobs: Sequence[tuple[str, str]], workers: int, mode: str, work_root: Path,
+              job_timeout: float, on_done: Callable[[JobResult], None]) -> None:
+    """Grade ``jobs`` on ``workers`` worker processes; call ``on_done`` once per job, in the order they finish.
+
+    The parent hands each worker one job at a time, so it always knows which job
+    a worker holds: a worker that dies, or holds a job past ``job_timeout``, is
+    killed with every process it started, its job is reported failed, and a new
+    worker takes its place.
+    """
+    from multiprocessing.connection import wait
+
+    logs = work_root.parent / "workers"
+    logs.mkdir(exist_ok=True)
+    todo = list(jobs)
+    pool: list[_Worker] = []
+    retried: set[tuple[str, str]] = set()
+    started = setup_failures = 0
+
+    def new_worker() -> None:
+        nonlocal started
+        started += 1
+        pool.append(_Worker((str(course), str(work_root), mode), logs / f"worker-{started}.log"))
+
+    def retire(w: _Worker, why: Optional[str]) -> None:
+        """Kill ``w`` (and its kernels); report its job failed with ``why``; start a new worker if work is left."""
+        nonlocal setup_failures
+        job = w.job
+        _kill_tree(w.proc)
+        pool.remove(w)
+        w.close()
+        if job is not None:
+            on_done(JobResult(job[0], job[1], f"failed: {why}", seconds=time.monotonic() - w.started,
+                              log=w.log_tail()))
+        elif not w.ready:
+            setup_failures += 1
+            if setup_failures >= 3:
+                raise GradingError(f"grading workers cannot start: {why}; worker log: " + " | ".join(w.log_tail(5)))
+        if todo and len(pool) < workers:
+            new_worker()
+
+    try:
+        for _ in range(min(workers, len(todo))):
+            new_worker()
+        while pool and (todo or any(w.job for w in pool)):
+            for w in pool:
+                if w.ready and w.job is None and todo:
+                    w.send(todo.pop(0))
+            ready = wait(pool, timeout=1.0)
+            for w in list(pool):
+                if w not in ready:
+                    if w.job is not None and time.monotonic() - w.started > job_timeout:
+                        retire(w, f"took longer than {job_timeout:g} s (its worker and kernel were killed)")
+                    continue
+                for message in w.messages():
+                    if message[0] == "ready":
+                        w.ready = True
+                    elif message[0] == "done":
+                        d, w.job = message[1], None
+                        key = (d["student"], d["assignment"])
+                        if d["status"].startswith("failed: the gradebook was locked") and key not in retried:
+                            retried.add(key)  # another worker held the lock too long: once more, at the end
+                            todo.append(key)
+                        else:
+                            on_done(JobResult(**d))
+                    elif message[0] == "setup-error":
+                        retire(w, message[1])
+                        break
+                    else:  # end of file: the worker process died
+                        try:
+                            w.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        retire(w, f"the grading worker died (exit code {w.proc.returncode})")
+                        break
+        for student, assignment in todo:  # only when no worker could be started
+            on_done(JobResult(student, assignment, "failed: no grading worker left"))
+    finally:
+        for w in pool:
+            try:
+                w.proc.stdin.write(b"\n")
+                w.proc.stdin.flush()
+            except (OSError, ValueError):
+                pass
+        for w in pool:
+            try:
+                w.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_tree(w.proc)
+            w.close()
+
+
+def _register(course: Path, jobs: Sequence[tuple[str, str]]) -> set[str]:
+    """Add every student to the gradebook (one writer, before the workers start);
+    return the assignments the gradebook knows (released ones)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}?timeout={DB_BUSY_TIMEOUT}") as gb:
+        for student in sorted({s for s, _ in jobs}):
+            gb.update_or_create_student(student)
+        return {a.name for a in gb.assignments}
+
+
+def autograde(course: Path, force: bool = False, workers: Optional[int] = None, sandbox: str = "auto",
+              log=print, job_timeout: float = JOB_TIMEOUT) -> list[JobResult]:
+    """``make autograde``: grade every ``submitted/<student>/<assignment>/`` in parallel.
+
+    ``workers`` long-lived worker processes (default: one per core) each import
+    nbgrader once and grade one submission at a time, in-process through
+    nbgrader's API, on the shared ``gradebook.db`` (students are registered first,
+    by this process; workers wait up to :data:`DB_BUSY_TIMEOUT` s for the lock).
+    nbgrader grades a *working copy* of each submission (in a temporary folder),
+    which :func:`rmteach.submissions.prepare_submission` first checks and repairs;
+    the student's files in ``submitted/`` are never changed.
+
+    A worker that dies, or a job that runs past ``job_timeout`` seconds, is killed
+    with its kernel and replaced; the job is recorded as failed and the others go
+    on.  Logs the sandbox state, one progress line per finished job and one line
+    per problem; writes every job's status to :data:`STATUS_FILE`.  Submissions
+    already autograded (and not submitted again since) are skipped unless
+    ``force``.  ``sandbox``: ``"auto"`` (sandbox when available, say loudly when
+    not), ``"require"`` (raise :class:`GradingError` when unavailable), ``"off"``.
     """
     course = Path(course).resolve()
+    mode = sandbox_mode(sandbox)
+    sandboxed, message = sandbox_state(course, mode)
+    log(message)
     pairs = submitted_pairs(course)
     if not pairs:
         log(f"nothing to grade: no submissions in {course / 'submitted'}/<student>/<assignment>/")
         return []
-    released = set(course_assignments(course))
-    problems = [f"{s}/{a}: no such assignment in source/" for s, a in pairs if a not in released]
-    pairs = [(s, a) for s, a in pairs if a in released]
-    t0 = time.monotonic()
-    # one nbgrader process for every submission (assignment id "*")
-    proc = run_nbgrader(course, "autograde", "*", *(["--force"] if force else []), check=False)
-    log(f"autograde         {len(pairs)} submission(s) ({time.monotonic() - t0:.1f} s)")
-    out = (proc.stdout + proc.stderr).splitlines()
+    if not (course / "gradebook.db").exists():
+        raise GradingError(f"course: {course} has no gradebook.db yet (run make assignments first)")
+    known = _register(course, pairs)
+    results: list[JobResult] = []
+    jobs: list[tuple[str, str]] = []
+    previous = read_statuses(course)
     for student, assignment in pairs:
-        want = [p.name for p in _notebooks(course, "submitted", assignment, student)]
-        have = {p.name for p in _notebooks(course, "autograded", assignment, student)}
-        missing = [n for n in want if n not in have] or ([] if have else ["(no notebook)"])
-        if missing:
-            reason = [line.strip() for line in out if "ERROR" in line or "Error" in line]
-            problems.append(f"{student}/{assignment}: not autograded {missing}" + (f" ({reason[-1]})" if reason else ""))
-    return problems
+        if assignment not in known:
+            results.append(JobResult(student, assignment, f"failed: no released assignment {assignment!r} "
+                                     "(not in the gradebook: run make assignments, or rename the folder)"))
+        elif force or _needs_grading(course, student, assignment) or previous.get((student, assignment), {}).get(
+                "status", "graded").startswith("failed"):
+            jobs.append((student, assignment))
+    skipped = len(pairs) - len(jobs) - len(results)
+    n_workers = max(1, min(workers or _cpu_count(), len(jobs) or 1))
+    t0 = time.monotonic()
+    total = len(jobs) + len(results)
+    if skipped:
+        log(f"skipping {skipped} submission(s) already autograded (--force / FORCE=1 regrades them)")
+    log(f"grading {len(jobs)} submission(s) with {n_workers} worker process(es)")
+    failures = 0
+
+    def progress(r: JobResult) -> None:
+        nonlocal failures
+        results.append(r)
+        failures += r.failed
+        score = f" ({r.auto_score:g}/{r.auto_max:g})" if r.auto_score is not None and r.auto_max is not None else ""
+        log(f"[{len(results)}/{total}] {r.student}/{r.assignment} {r.status}{score} — failures so far: {failures}")
+        for note in r.notes:
+            log(f"    {r.student}/{r.assignment}: {note}")
+
+    early, results = results, []
+    for r in early:
+        progress(r)
+    if jobs:
+        tmp = Path(tempfile.mkdtemp(prefix="rmteach-autograde-"))
+        try:
+            work_root = tmp / "submitted"
+            work_root.mkdir()
+            _run_jobs(course, jobs, n_workers, "require" if sandboxed else "off", work_root, job_timeout, progress)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _write_statuses(course, results)
+    log(f"autograde         {len(results) - failures} graded, {failures} failed, {skipped} skipped "
+        f"({time.monotonic() - t0:.1f} s, {n_workers} worker(s), {'sandboxed' if sandboxed else 'NOT sandboxed'})")
+    return results
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def gradebook_snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every submission row of a gradebook, by natural keys (no database ids), sorted.
+
+    Tables ``student``, ``submitted_assignment``, ``submitted_notebook``, ``grade``
+    and ``comment``; lists, not sets, so a doubled row shows.  Two gradebooks
+    that hold the same grades give equal snapshots (timestamps included).
+    """
+    import sqlite3
+
+    queries = {
+        "student": "SELECT id FROM student",
+        "submitted_assignment": """SELECT a.name, sa.student_id, sa.timestamp, sa.extension
+            FROM submitted_assignment sa JOIN assignment a ON sa.assignment_id = a.id""",
+        "submitted_notebook": """SELECT a.name, sa.student_id, n.name, sn.flagged, sn.late_submission_penalty
+            FROM submitted_notebook sn JOIN submitted_assignment sa ON sn.assignment_id = sa.id
+            JOIN assignment a ON sa.assignment_id = a.id JOIN notebook n ON sn.notebook_id = n.id""",
+        "grade": """SELECT a.name, sa.student_id, n.name, c.name, g.auto_score, g.manual_score, g.extra_credit,
+                   g.needs_manual_grade
+            FROM grade g JOIN submitted_notebook sn ON g.notebook_id = sn.id
+            JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+            JOIN notebook n ON sn.notebook_id = n.id JOIN base_cell c ON g.cell_id = c.id""",
+        "comment": """SELECT a.name, sa.student_id, n.name, c.name, m.auto_comment, m.manual_comment
+            FROM comment m JOIN submitted_notebook sn ON m.notebook_id = sn.id
+            JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+            JOIN notebook n ON sn.notebook_id = n.id JOIN base_cell c ON m.cell_id = c.id""",
+    }
+    con = sqlite3.connect(f"file:{Path(db)}?mode=ro", uri=True)
+    try:
+        out = {}
+        for table, query in queries.items():
+            rows = sorted(con.execute(query).fetchall(), key=repr)
+            (count,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            if count != len(rows):
+                raise GradingError(f"{db}: {count - len(rows)} row(s) of {table} point at no submission")
+            out[table] = rows
+        return out
+    finally:
+        con.close()
 
 
 def generate_feedback(course: Path, log=print) -> list[Path]:
@@ -370,7 +917,7 @@ def generate_feedback(course: Path, log=print) -> list[Path]:
 
 GRADE_COLUMNS = [
     "student", "assignment", "status", "auto_score", "auto_max",
-    "manual_score", "manual_max", "manual_pending", "score", "max_score",
+    "manual_score", "manual_max", "manual_pending", "score", "max_score", "notes",
 ]
 
 
@@ -378,10 +925,16 @@ def grade_rows(course: Path) -> list[dict]:
     """One row per (student, assignment) in the gradebook, with autograded and
     manually graded points apart.
 
-    ``status``: ``graded``, ``needs manual grading``, ``missing`` (nothing
-    submitted) or ``not autograded`` (submitted, but no autograded notebook:
-    run ``make autograde`` and read its log).  Written answers not graded yet
-    count 0 in ``score`` and are listed in ``manual_pending`` (points).
+    ``status`` tells a real 0 apart from work that could not be graded:
+
+    * ``graded`` / ``needs manual grading``: autograded (written answers not graded
+      yet count 0 in ``score`` and are listed in ``manual_pending``, in points);
+    * ``failed: <reason>``: submitted, but the last ``make autograde`` could not
+      grade it (unreadable notebook, kernel died, ...): scores 0, not a real 0;
+    * ``not autograded``: submitted, not graded yet (run ``make autograde``);
+    * ``not submitted``: nothing under ``submitted/<student>/<assignment>/``.
+
+    ``notes``: what :func:`autograde` found or repaired in the submission ("; "-separated).
     """
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -390,6 +943,7 @@ def grade_rows(course: Path) -> list[dict]:
     if not db.exists():
         raise GradingError(f"course: {course} has no gradebook.db yet (run make assignments first)")
     submitted = set(submitted_pairs(course))
+    statuses = read_statuses(course)
     rows = []
     with Gradebook(f"sqlite:///{db}") as gb:
         students = sorted(s.id for s in gb.students) or []
@@ -410,8 +964,14 @@ def grade_rows(course: Path) -> list[dict]:
                     sub = gb.find_submission(assignment.name, student)
                 except MissingEntry:
                     sub = None
-                if sub is None or not graded:
-                    row["status"] = "not autograded" if (student, assignment.name) in submitted else "missing"
+                state = statuses.get((student, assignment.name), {})
+                row["notes"] = "; ".join(state.get("notes", []))
+                if (student, assignment.name) not in submitted:
+                    row["status"], row["notes"] = "not submitted", ""
+                elif str(state.get("status", "")).startswith("failed"):
+                    row["status"] = state["status"]
+                elif sub is None or not graded:
+                    row["status"] = "not autograded"
                 else:
                     for nb in sub.notebooks:
                         for grade in nb.grades:
@@ -451,7 +1011,7 @@ def format_table(rows: Sequence[dict], expected: Optional[Mapping[tuple, float]]
         line = [
             r["student"], r["assignment"], f"{r['auto_score']:g} / {r['auto_max']:g}",
             f"{r['manual_pending']:g} pts to grade" if r["manual_pending"] else f"{r['manual_score']:g} / {r['manual_max']:g}",
-            r["status"],
+            r["status"] if len(r["status"]) <= 70 else r["status"][:67] + "...",
         ]
         if expected is not None:
             want = expected.get((r["student"], r["assignment"]))
@@ -489,7 +1049,7 @@ def demo(keep: Optional[Path] = None, log=print) -> int:
         expected = make_demo_submissions(course)
         for student, (what, _) in DEMO_STUDENTS.items():
             log(f"submitted/{student}/<assignment>/: {what}")
-        problems = autograde(course, log=log)
+        problems = [f"{r.student}/{r.assignment}: {r.status}" for r in autograde(course, log=log) if r.failed]
         generate_feedback(course, log=log)
         rows = [r for r in grade_rows(course) if r["student"] in DEMO_STUDENTS]
         csv_path = write_csv(rows, course / "grades.csv")
@@ -518,7 +1078,20 @@ def _course_arg(value: str) -> Path:
     return path
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return n
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_worker"]:  # a grading worker started by autograde() (internal)
+        return _worker_main(*argv[1:5])
     parser = argparse.ArgumentParser(prog="python -m rmteach.autograde", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_ in [
@@ -534,6 +1107,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.add_argument("names", nargs="*", help="assignments (default: all in source/)")
         if name == "autograde":
             p.add_argument("--force", action="store_true", help="regrade submissions already autograded")
+            p.add_argument("--workers", type=_positive_int, default=None,
+                           help="worker processes grading in parallel (default: one per core)")
+            p.add_argument("--sandbox", choices=SANDBOX_MODES, default=None,
+                           help=f"run student kernels sandboxed: auto (default, or ${SANDBOX_ENV}), require, off")
+            p.add_argument("--job-timeout", type=float, default=JOB_TIMEOUT,
+                           help="seconds one submission may take before it is stopped and recorded as failed")
         if name == "grades":
             p.add_argument("--csv", type=Path, default=None, help="CSV path (default: COURSE/grades.csv)")
     p = sub.add_parser("demo", help="the whole workflow for three made-up students, in a temporary course copy")
@@ -547,11 +1126,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             generate_assignments(args.course, args.names or None, validate=not args.no_validate)
             print(f"release: {args.course / 'release'}/<assignment>/ (give these to students)")
         elif args.command == "autograde":
-            problems = autograde(args.course, force=args.force)
-            for p in problems:
-                print(f"PROBLEM {p}", file=sys.stderr)
+            results = autograde(args.course, force=args.force, workers=args.workers, sandbox=args.sandbox,
+                                job_timeout=args.job_timeout)
             print(format_table(grade_rows(args.course)))
-            return 1 if problems else 0
+            failed = [r for r in results if r.failed]
+            for r in failed:
+                print(f"FAILED {r.student}/{r.assignment}: {r.status[len('failed: '):]}", file=sys.stderr)
+            if failed:
+                print(f"{len(failed)} submission(s) could not be graded: status 'failed: ...' in the grade export "
+                      f"(details: {args.course / STATUS_FILE})", file=sys.stderr)
+            return 1 if failed else 0
         elif args.command == "feedback":
             generate_feedback(args.course)
         elif args.command == "grades":

@@ -10,7 +10,7 @@ validate + release, one autograde batch, one feedback run.  Students:
 * ``eve`` full solution with test cells, a locked set-up cell, a data cell and a
   written answer cell deleted (all put back; tests graded);
 * ``fay`` full solution that emits warnings (inside and outside the graded calls);
-* ``gus`` a corrupt notebook (not graded, reported, others unaffected);
+* ``gus`` a corrupt notebook (status ``failed: ...``, reported, others unaffected);
 * ``hal`` an infinite loop in one function (that cell times out, the rest is graded).
 """
 
@@ -264,7 +264,8 @@ def graded(tmp_path_factory):
     _set_source(hal, "preference_probability_impl", "def preference_probability(r_a, r_b):\n    while True:\n        pass")
     _submit(course, "hal", A1, nb1, hal)
 
-    problems = ag.autograde(course, log=log.append)
+    results = ag.autograde(course, log=log.append)
+    problems = [f"{r.student}/{r.assignment}: {r.status}" for r in results if r.failed]
     feedback = ag.generate_feedback(course, log=log.append)
     rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
     return types.SimpleNamespace(course=course, expected=expected, problems=problems, feedback=feedback,
@@ -324,7 +325,8 @@ def test_deleted_cells_are_put_back_and_graded(graded):
     # the deleted written answer comes back as the empty stub: 0 points, no model answer
     assert scores["q13_written"][:2] == (0, False)
     nb = nbformat.read(graded.course / "autograded" / "eve" / A1 / "preference_probability.ipynb", as_version=4)
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells]
+    # (cells without nbgrader metadata are ones the grader adds, e.g. a tamper guard)
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
     src_ids = [c.metadata["nbgrader"]["grade_id"] for c in graded.src1.cells]
     assert ids == src_ids  # every cell back, in the source order
     (written,) = _cells(nb, "q13_written")
@@ -349,8 +351,11 @@ def test_an_infinite_loop_costs_its_cell_only(graded):
 
 
 def test_a_corrupt_notebook_is_reported_and_loses_no_other_grade(graded):
-    assert any(p.startswith(f"gus/{A3}: not autograded") for p in graded.problems), graded.problems
-    assert graded.rows[("gus", A3)]["status"] == "not autograded"
+    assert any(p.startswith(f"gus/{A3}: failed: ") and "JSON" in p for p in graded.problems), graded.problems
+    assert graded.rows[("gus", A3)]["status"].startswith("failed: ")  # told apart from a real 0
+    assert graded.rows[("gus", A3)]["auto_score"] == 0
+    # the progress line and the problem line name the student, the assignment and the reason
+    assert any(line.startswith("[") and f"gus/{A3} failed: " in line and "failures so far: 1" in line for line in graded.log)
     assert graded.rows[("ada", A3)]["auto_score"] == graded.rows[("ada", A3)]["auto_max"]
     assert len(graded.problems) == 1
 
@@ -399,8 +404,9 @@ def test_csv_export_has_the_expected_scores(graded, tmp_path):
         row = rows[(student, assignment)]
         assert float(row["auto_score"]) == want
         assert float(row["max_score"]) == float(row["auto_max"]) + float(row["manual_max"])
-    assert rows[("gus", A3)]["status"] == "not autograded"
-    assert rows[("gus", A1)]["status"] == "missing"
+    assert rows[("gus", A3)]["status"].startswith("failed: ") and "JSON" in rows[("gus", A3)]["status"]
+    assert rows[("gus", A1)]["status"] == "not submitted"
+    assert rows[("ada", A1)]["status"] == "needs manual grading" and rows[("ben", A2)]["status"] == "graded"
 
 
 def test_course_config_sets_every_safeguard():

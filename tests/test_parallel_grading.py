@@ -1,0 +1,276 @@
+"""rmteach.autograde.autograde: parallel workers grade like serial nbgrader, survive dying
+workers and hanging jobs, export a status per submission, and sandbox by default.
+
+One temporary course (module fixture) with six submissions of two assignments
+(full, untouched, every other answer) is graded twice: serially by the plain
+``nbgrader autograde "*"`` and in parallel (2 workers); the gradebooks must hold
+the same rows.  Further tests add bad submissions to copies of that course.
+Under ``CI=true`` the sandbox must be available.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rmteach import autograde as ag
+from rmteach import sandbox as sb
+
+A1, A2 = "01_preference_probability", "02_ranking_loss"
+NB1 = "preference_probability.ipynb"
+STUDENTS = {"ada": lambda nb: (lambda gid: True), "ben": lambda nb: (lambda gid: False), "cy": ag.partial_keep}
+CELL_TIMEOUT = 5  # seconds per cell in the test copies (the course uses 60)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SANDBOXED, SANDBOX_WHY = sb.sandbox_available()
+
+
+def _submissions(course: Path) -> dict:
+    expected = {}
+    for assignment in (A1, A2):
+        for student, make_keep in STUDENTS.items():
+            notebooks, total = {}, 0.0
+            for src in sorted((course / "source" / assignment).glob("*.ipynb")):
+                source_nb = ag._read_nb(src)
+                keep = make_keep(source_nb)
+                notebooks[src.name] = ag.build_submission(ag._read_nb(course / "release" / assignment / src.name),
+                                                          source_nb, keep)
+                total += ag.expected_auto_score(source_nb, keep)
+            ag.write_submission(course, student, assignment, notebooks)
+            expected[(student, assignment)] = total
+    return expected
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A released course with six good submissions, nothing graded yet."""
+    course = ag.copy_course(ag.REPO_COURSE, tmp_path_factory.mktemp("par") / "base")
+    with open(course / "nbgrader_config.py", "a") as fh:
+        fh.write(f"\nc.Execute.timeout = {CELL_TIMEOUT}  # test copy only\n")
+    ag.generate_assignments(course, [A1, A2], validate=False, log=lambda *_: None)
+    return course, _submissions(course)
+
+
+def _copy(base_course: Path, dst: Path) -> Path:
+    shutil.copytree(base_course, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def both(base, tmp_path_factory):
+    """The same six submissions graded serially (nbgrader CLI) and in parallel (2 workers)."""
+    course, expected = base
+    root = tmp_path_factory.mktemp("both")
+    serial, parallel = _copy(course, root / "serial"), _copy(course, root / "parallel")
+    mode = "require" if SANDBOXED else "off"
+    env_before = os.environ.get(ag.SANDBOX_ENV)
+    os.environ[ag.SANDBOX_ENV] = mode
+    try:
+        proc = ag.run_nbgrader(serial, "autograde", "*", check=False)
+    finally:
+        if env_before is None:
+            os.environ.pop(ag.SANDBOX_ENV, None)
+        else:
+            os.environ[ag.SANDBOX_ENV] = env_before
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    log: list[str] = []
+    results = ag.autograde(parallel, workers=2, sandbox=mode, log=log.append)
+    return dict(serial=serial, parallel=parallel, results=results, log=log, expected=expected)
+
+
+def test_parallel_grades_equal_serial_nbgrader_row_for_row(both):
+    serial = ag.gradebook_snapshot(both["serial"] / "gradebook.db")
+    parallel = ag.gradebook_snapshot(both["parallel"] / "gradebook.db")
+    assert len(serial["submitted_assignment"]) == 6 and len(serial["grade"]) > 6 * 5
+    for table in serial:  # every grade and comment of every cell, no row lost or doubled
+        assert parallel[table] == serial[table], table
+    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(both["parallel"])}
+    for key, want in both["expected"].items():
+        assert rows[key]["auto_score"] == want, key
+    assert rows[("ada", A2)]["auto_score"] == rows[("ada", A2)]["auto_max"] > 0
+    # the autograded notebooks exist for every submission, as nbgrader writes them
+    for student, assignment in both["expected"]:
+        assert (both["parallel"] / "autograded" / student / assignment).glob("*.ipynb")
+        assert sorted(p.name for p in (both["parallel"] / "autograded" / student / assignment).iterdir()) == \
+            sorted(p.name for p in (both["serial"] / "autograded" / student / assignment).iterdir())
+
+
+def test_progress_one_line_per_job_with_failures_so_far(both):
+    lines = [ln for ln in both["log"] if ln.startswith("[")]
+    assert len(lines) == 6
+    assert [ln.split("]")[0] for ln in lines] == [f"[{i}/6" for i in range(1, 7)]
+    assert all(ln.endswith("failures so far: 0") and " graded (" in ln for ln in lines), lines
+    assert any(ln.startswith("grading 6 submission(s) with 2 worker process(es)") for ln in both["log"])
+    assert {(r.student, r.assignment, r.status) for r in both["results"]} == \
+        {(s, a, "graded") for s, a in both["expected"]}
+
+
+def test_students_files_are_never_changed(base, both):
+    for student, assignment in both["expected"]:
+        for name in ("timestamp.txt", *(p.name for p in (base[0] / "submitted" / student / assignment).glob("*.ipynb"))):
+            a = base[0] / "submitted" / student / assignment / name
+            b = both["parallel"] / "submitted" / student / assignment / name
+            assert a.read_bytes() == b.read_bytes(), (student, assignment, name)
+
+
+def test_status_column_in_csv_and_idempotent_rerun(both, tmp_path):
+    course = _copy(both["parallel"], tmp_path / "course")
+    before = ag.gradebook_snapshot(course / "gradebook.db")
+    log: list[str] = []
+    # without force: nothing to do (already graded), grades untouched
+    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    assert results == [] and any("skipping 6 submission(s) already autograded" in ln for ln in log)
+    # with force: everything regraded, the same rows again
+    results = ag.autograde(course, force=True, workers=2, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
+    assert len(results) == 6 and not any(r.failed for r in results)
+    assert ag.gradebook_snapshot(course / "gradebook.db") == before
+    # a student with no submission of A2: "not submitted"; the CSV carries the status
+    (course / "submitted" / "dot" / A1).mkdir(parents=True)
+    (course / "submitted" / "dot" / A1 / NB1).write_text("{ not json")
+    ag.autograde(course, workers=1, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
+    path = ag.write_csv(ag.grade_rows(course), tmp_path / "grades.csv")
+    with open(path) as fh:
+        rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
+    assert rows[("ada", A1)]["status"] == "needs manual grading"
+    assert rows[("ben", A2)]["status"] == "graded" and float(rows[("ben", A2)]["auto_score"]) == 0
+    assert rows[("dot", A1)]["status"].startswith("failed: ") and float(rows[("dot", A1)]["auto_score"]) == 0
+    assert rows[("dot", A2)]["status"] == "not submitted"
+    # the good students' grades are the same as before the bad one came in
+    after = ag.gradebook_snapshot(course / "gradebook.db")
+    assert [r for r in after["grade"] if r[1] != "dot"] == before["grade"]
+
+
+def _kernel_killer(course: Path) -> None:
+    """eve's A1 answer cell ends the kernel's Python process (os._exit)."""
+    src = ag._read_nb(course / "source" / A1 / NB1)
+    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    for cell in nb.cells:
+        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+            cell.source = "import os\nos._exit(3)"
+    ag.write_submission(course, "eve", A1, {NB1: nb})
+
+
+def _hanger(course: Path) -> None:
+    """hal's A1 answer cell blocks in a way no interrupt stops (signals ignored, sleep in C)."""
+    src = ag._read_nb(course / "source" / A1 / NB1)
+    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    for cell in nb.cells:
+        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+            cell.source = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                           "while True:\n    time.sleep(1000)")
+    ag.write_submission(course, "hal", A1, {NB1: nb})
+
+
+def test_a_dead_kernel_and_a_hung_job_fail_alone(both, tmp_path):
+    course = _copy(both["parallel"], tmp_path / "course")
+    before = ag.gradebook_snapshot(course / "gradebook.db")
+    _kernel_killer(course)
+    _hanger(course)
+    log: list[str] = []
+    t0 = time.monotonic()
+    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append,
+                           job_timeout=40)
+    took = time.monotonic() - t0
+    by = {(r.student, r.assignment): r for r in results}
+    assert set(by) == {("eve", A1), ("hal", A1)}
+    assert by[("eve", A1)].failed and "kernel died" in by[("eve", A1)].status, by[("eve", A1)]
+    assert by[("hal", A1)].failed, by[("hal", A1)]
+    assert took < 150, took  # the hung job was stopped (job_timeout, cell timeout or the kernel's limit)
+    assert any(ln.startswith("[2/2]") and "failures so far: 2" in ln for ln in log), log
+    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
+    assert rows[("eve", A1)]["status"].startswith("failed: ") and rows[("hal", A1)]["status"].startswith("failed: ")
+    after = ag.gradebook_snapshot(course / "gradebook.db")
+    assert [r for r in after["grade"] if r[1] not in ("eve", "hal")] == before["grade"]  # nobody else touched
+    # no process of the run is left behind
+    assert not [p for p in ag._descendants(os.getpid()) if _cmdline(p).find("rmteach.autograde") >= 0]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_killed_worker_is_replaced_and_its_job_recorded_failed(both, tmp_path, monkeypatch):
+    """A worker killed from outside mid-job: that job fails, the rest are graded by a new worker."""
+    course = _copy(both["parallel"], tmp_path / "course")
+    for d in (course / "autograded").iterdir():
+        shutil.rmtree(d)
+    real_worker = ag._Worker
+    victims = []
+
+    class Doomed(real_worker):
+        def send(self, job):
+            super().send(job)
+            if not victims and job == ("ben", A1):
+                victims.append(job)
+                os.kill(self.proc.pid, 9)
+
+    monkeypatch.setattr(ag, "_Worker", Doomed)
+    log: list[str] = []
+    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    by = {(r.student, r.assignment): r for r in results}
+    assert len(by) == 6
+    assert by[("ben", A1)].status.startswith("failed: the grading worker died"), by[("ben", A1)]
+    assert all(r.status == "graded" for k, r in by.items() if k != ("ben", A1))
+    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
+    assert rows[("ada", A1)]["auto_score"] == both["expected"][("ada", A1)]
+    # running again grades the failed one (failed submissions are always retried)
+    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    assert [(r.student, r.assignment, r.status) for r in results] == [("ben", A1, "graded")]
+
+
+@pytest.mark.skipif(not SANDBOXED and not IN_CI, reason=f"no sandbox here: {SANDBOX_WHY}")
+def test_sandbox_is_on_by_default():
+    assert SANDBOXED, f"CI=true requires the sandbox: {SANDBOX_WHY}"
+    on, message = ag.sandbox_state(ag.REPO_COURSE, ag.sandbox_mode(None) if not os.environ.get(ag.SANDBOX_ENV) else "auto")
+    assert on and message.startswith("sandbox: bubblewrap"), message
+    cfg = ag._course_config(ag.REPO_COURSE)
+    assert sb.SANDBOXED_EXECUTE in cfg.Autograde.autograde_preprocessors
+    assert str(ag.REPO_COURSE.resolve() / "source") in cfg.SandboxKernelManager.protected_paths
+
+
+def test_the_graded_kernels_really_run_in_the_sandbox(both):
+    """The autograded run of the parallel fixture used the sandboxed kernel (when available)."""
+    assert any(ln.startswith("sandbox: bubblewrap" if SANDBOXED else "NOT SANDBOXED") for ln in both["log"])
+
+
+def test_unavailable_sandbox_is_said_loudly_and_require_refuses(base, tmp_path, monkeypatch):
+    course = _copy(base[0], tmp_path / "course")
+    monkeypatch.setattr(sb, "_probe", lambda bwrap: (False, "bubblewrap (bwrap) is not installed (simulated)"))
+    log: list[str] = []
+    results = ag.autograde(course, workers=1, sandbox="auto", log=log.append)
+    assert log[0].startswith("NOT SANDBOXED: bubblewrap (bwrap) is not installed (simulated)"), log[0]
+    assert "permissions" in log[0]
+    assert any("NOT sandboxed" in ln for ln in log[-1:]), log[-1]
+    assert len(results) == 6 and not any(r.failed for r in results)  # graded, unsandboxed, as asked (auto)
+    with pytest.raises(ag.GradingError, match="sandbox required"):
+        ag.autograde(course, force=True, sandbox="require", log=lambda *_: None)
+    off = ag.sandbox_state(course, "off")
+    assert off[0] is False and off[1].startswith("NOT SANDBOXED: turned off")
+
+
+def test_cli_autograde_exit_status_and_messages(base, tmp_path):
+    course = _copy(base[0], tmp_path / "course")
+    for d in list((course / "submitted").iterdir()):
+        if d.name != "ada":
+            shutil.rmtree(d)
+    shutil.rmtree(course / "submitted" / "ada" / A2)
+    (course / "submitted" / "zed" / A2).mkdir(parents=True)
+    (course / "submitted" / "zed" / A2 / "ranking_loss.ipynb").write_text("not a notebook")
+    proc = subprocess.run([sys.executable, "-m", "rmteach.autograde", "autograde", "--course", str(course),
+                           "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # one submission could not be graded
+    assert proc.stdout.splitlines()[0].startswith(("sandbox: bubblewrap", "NOT SANDBOXED"))
+    assert f"ada/{A1} graded" in proc.stdout and f"zed/{A2} failed: " in proc.stdout
+    assert f"FAILED zed/{A2}: " in proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "rmteach.autograde", "autograde", "--course", str(course),
+                          "--workers", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--workers" in bad.stderr
