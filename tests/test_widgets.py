@@ -399,3 +399,25 @@ def test_training_monitor_keeps_a_readable_axis_for_a_flat_loss():
     for step in (0, 1, 2):  # a loss that really moves gets the automatic range back
         m.update(step, train_loss=0.7 - 0.3 * step, val_loss=0.7 - 0.2 * step)
     assert panel.ys.min is None and panel.ys.max is None
+
+
+def test_text_explorer_renders_the_slider_values_in_place():
+    from rmteach.widgets import text_explorer
+
+    calls = []
+
+    def render(beta, lr):
+        calls.append((beta, lr))
+        return f"loss {float(rm.ranking_loss(beta, lr)):.6f} <not html>"
+
+    ex = text_explorer(render, beta=(0.5, 0.0, 2.0, 0.05), lr=(1.0, 0.0, 3.0, 0.5))
+    assert ex.text == f"loss {float(rm.ranking_loss(0.5, 1.0)):.6f} <not html>"
+    box = ex.widget.children[1]
+    ex.set(beta=2.0, lr=0.5)
+    assert calls[-1] == (2.0, 0.5) and len(calls) == 2  # one render for both sliders
+    assert ex.text == f"loss {float(rm.ranking_loss(2.0, 0.5)):.6f} <not html>"
+    assert "&lt;not html&gt;" in box.value and ex.widget.children[1] is box  # escaped, updated in place
+    with pytest.raises(ValueError, match=r"unknown slider 'gamma'"):
+        ex.set(gamma=1.0)
+    with pytest.raises(ValueError, match=r"slider beta must be \(value, lo, hi, step\)"):
+        text_explorer(render, beta=0.5)
