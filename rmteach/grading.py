@@ -866,6 +866,9 @@ def _build_limit_output_size():
                             holder[key] = text[: max(budget, 0)] + "\n... output truncated (rmteach: too many characters) ..."
                         budget -= min(len(text), budget)
             if before > self.max_chars >= 0:
+                # rmteach.submissions.cell_report reads this back for the grading log
+                cell.metadata["rmteach"] = {"output_chars": before, "max_lines": self.max_lines,
+                                            "max_chars": self.max_chars}
                 info = resources.get("nbgrader", {})
                 gid = cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {index + 1}")
                 self.log.warning(

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["Preparation", "prepare_submission", "NBGRADER_KEYS", "SAVED_OUTPUT_LIMIT"]
+__all__ = ["Preparation", "prepare_submission", "cell_report", "NBGRADER_KEYS", "SAVED_OUTPUT_LIMIT"]
 
 #: the keys nbgrader's cell metadata schema (v3) allows
 NBGRADER_KEYS = ("grade", "grade_id", "locked", "points", "schema_version", "solution", "task", "checksum", "cell_type")
@@ -408,3 +408,52 @@ def _copy_for_grading(submitted: Path, work_dir: Path) -> Path:
         shutil.rmtree(work_dir)
     shutil.copytree(submitted, work_dir, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     return work_dir
+
+
+def cell_report(course: Path, student: str, assignment: str) -> list[str]:
+    """One line per autograded test cell of a graded submission: its points and,
+    when it lost them, why (the error of the cell, e.g. ``Tampering: tampering
+    detected: numpy.all was replaced`` or ``KeyboardInterrupt`` after a timeout).
+
+    Reads the gradebook and ``autograded/<student>/<assignment>/``; an instructor
+    (or the autograde log) sees at a glance why a score is what it is.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    course = Path(course)
+    lines: list[str] = []
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        try:
+            sub = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return [f"{student}/{assignment}: not in the gradebook"]
+        for nb in sub.notebooks:
+            why: dict[str, str] = {}
+            loaded, _ = _load(course / "autograded" / student / assignment / f"{nb.name}.ipynb")
+            for cell in (loaded or {}).get("cells", []):
+                gid = _gid(cell)
+                for out in cell.get("outputs", []) if gid else []:
+                    if out.get("output_type") == "error":
+                        value = str(out.get("evalue", "")).strip().splitlines()
+                        why[gid] = f"{out.get('ename')}: {value[0][:200] if value else ''}".rstrip(": ")
+                        break
+                    if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                        text = _text({"source": out.get("text", "")}).strip().splitlines()
+                        why.setdefault(gid, f"stderr: {text[0][:200] if text else ''}")
+            for cell in (loaded or {}).get("cells", []):  # answer cells that stopped with an error
+                gid = _gid(cell)
+                big = cell.get("metadata", {}).get("rmteach", {})
+                if isinstance(big, dict) and "output_chars" in big:
+                    lines.append(f"{nb.name}/{gid or 'a cell'}: printed {big['output_chars'] / 1e6:.1f} MB of output; "
+                                 f"kept the first {big.get('max_lines')} lines / {big.get('max_chars')} characters")
+                if gid in why and _nbmeta(cell).get("solution") and not _nbmeta(cell).get("grade"):
+                    lines.append(f"{nb.name}/{gid} (answer cell): stopped with {why[gid]}")
+            for grade in sorted(nb.grades, key=lambda g: g.name):
+                if grade.cell.cell_type != "code":
+                    continue
+                score = grade.score if grade.score is not None else 0.0
+                line = f"{nb.name}/{grade.name}: {score:g} / {grade.max_score:g}"
+                if score < grade.max_score and grade.name in why:
+                    line += f" ({why[grade.name]})"
+                lines.append(line)
+    return lines
