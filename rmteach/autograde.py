@@ -3,7 +3,7 @@ r"""The instructor pipeline for the nbgrader course in ``assignments/`` and its 
 The Makefile calls::
 
     python -m rmteach.autograde assignments [--course DIR]   # validate sources, release, validate --invert
-    python -m rmteach.autograde autograde   [--course DIR] [--force]
+    python -m rmteach.autograde autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|off]
     python -m rmteach.autograde feedback    [--course DIR]
     python -m rmteach.autograde grades      [--course DIR] [--csv FILE]
     python -m rmteach.autograde demo        [--keep DIR]  # three made-up students, whole pipeline
@@ -12,6 +12,19 @@ Small composable functions (:func:`copy_course`, :func:`build_submission`,
 :func:`run_nbgrader`, :func:`grade_rows`, ...) do the work; nbgrader runs with an
 explicit course root (``--CourseDirectory.root``).  The checks that test cells
 call, and the nbgrader plug-ins, are in :mod:`rmteach.grading`.
+
+:func:`autograde` grades a class in parallel: one long-lived worker process per
+core (``python -m rmteach.autograde _worker``, nbgrader imported once) grades one
+``(student, assignment)`` at a time through nbgrader's own ``Autograde`` converter
+(``NbGraderAPI.autograde``), so each grade is what ``nbgrader autograde`` gives;
+the workers share the course's ``gradebook.db`` (students are registered first by
+the parent; SQLite's busy timeout serialises the short write transactions).
+nbgrader reads each submission from a working copy in a temporary folder, which
+:func:`rmteach.submissions.prepare_submission` checks and repairs first.  The
+parent hands out the jobs, so it knows what each worker holds: a worker that dies
+or overruns ``job_timeout`` is killed with its kernels and replaced, and only its
+job fails.  Student kernels run in the bubblewrap sandbox of
+:mod:`rmteach.sandbox` (wired in ``nbgrader_config.py``) when it is available.
 """
 
 from __future__ import annotations
@@ -508,21 +521,26 @@ def _log_reason(text: str) -> str:
     return re.sub(r"^\[(ERROR|WARNING|CRITICAL)\]\s*", "", last)[:200]
 
 
-def _scores(db_url: str, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
-    from nbgrader.api import Gradebook, MissingEntry
+def _scores(db: Path, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
+    """(autograded points, autograded maximum) of one submission, read straight from SQLite."""
+    import sqlite3
 
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=DB_BUSY_TIMEOUT)
     try:
-        with Gradebook(db_url) as gb:
-            sub = gb.find_submission(assignment, student)
-            auto = mx = 0.0
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    if grade.cell.cell_type != "markdown":
-                        auto += grade.score
-                        mx += grade.max_score
-            return auto, mx
-    except MissingEntry:
-        return None, None
+        row = con.execute(
+            """SELECT count(g.id), sum(CASE WHEN g.manual_score IS NOT NULL THEN g.manual_score + coalesce(g.extra_credit, 0)
+                                 WHEN g.auto_score IS NOT NULL THEN g.auto_score + coalesce(g.extra_credit, 0)
+                                 ELSE 0 END),  -- nbgrader's Grade.score
+                      sum(gc.max_score)
+               FROM grade g JOIN submitted_notebook sn ON g.notebook_id = sn.id
+               JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+               JOIN grade_cells gc ON g.cell_id = gc.id
+               WHERE a.name = ? AND sa.student_id = ? AND gc.cell_type != 'markdown'""",
+            (assignment, student),
+        ).fetchone()
+    finally:
+        con.close()
+    return (None, None) if not row or not row[0] else (float(row[1]), float(row[2]))
 
 
 def _grade_job(student: str, assignment: str) -> dict:
@@ -564,7 +582,7 @@ def _grade_job(student: str, assignment: str) -> dict:
         for line in text.splitlines():
             if "No submitted file" in line:
                 out["notes"].append(f"missing notebook {Path(line.split(':', 1)[-1].strip()).name}: 0 points for it")
-        out["auto_score"], out["auto_max"] = _scores(_WORKER["db_url"], student, assignment)
+        out["auto_score"], out["auto_max"] = _scores(course / "gradebook.db", student, assignment)
         out["status"] = "graded"
         return out
     except Exception as exc:  # never let one submission take the worker down
@@ -837,6 +855,7 @@ def autograde(course: Path, force: bool = False, workers: Optional[int] = None, 
         results.append(r)
         failures += r.failed
         score = f" ({r.auto_score:g}/{r.auto_max:g})" if r.auto_score is not None and r.auto_max is not None else ""
+        _write_statuses(course, [r])  # at once: a run stopped half-way keeps what it found
         log(f"[{len(results)}/{total}] {r.student}/{r.assignment} {r.status}{score} — failures so far: {failures}")
         for note in r.notes:
             log(f"    {r.student}/{r.assignment}: {note}")

@@ -274,3 +274,60 @@ def test_cli_autograde_exit_status_and_messages(base, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rmteach.autograde", "autograde", "--course", str(course),
                           "--workers", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--workers" in bad.stderr
+
+
+_ESCAPE = r'''
+import json, os, pathlib, socket
+here = pathlib.Path.cwd()                      # autograded/<student>/<assignment>/ of this course
+root = here.parents[2]
+found = {"cwd": str(here)}
+
+def attempt(name, fn):
+    try:
+        found[name] = "DONE: " + repr(fn())[:80]
+    except BaseException as exc:               # noqa - the point is to record what stopped it
+        found[name] = f"blocked: {type(exc).__name__}"
+
+attempt("read source", lambda: (root / "source" / "01_preference_probability" / "preference_probability.ipynb").read_text()[:20])
+attempt("list course", lambda: sorted(os.listdir(root)))
+attempt("write gradebook", lambda: open(root / "gradebook.db", "ab").write(b"x"))
+attempt("write other student", lambda: (root / "autograded" / "ada" / "01_preference_probability" / "x.txt").write_text("x"))
+attempt("write submitted", lambda: (root / "submitted" / "ada" / "01_preference_probability" / "x.txt").write_text("x"))
+attempt("network", lambda: socket.create_connection(("1.1.1.1", 53), timeout=2))
+attempt("memory 6 GiB", lambda: len(bytearray(6 << 30)))
+attempt("home", lambda: sorted(os.listdir(os.path.expanduser("~")))[:3])
+(here / "escape.json").write_text(json.dumps(found))
+'''
+
+
+@pytest.mark.skipif(not SANDBOXED and not IN_CI, reason=f"no sandbox here: {SANDBOX_WHY}")
+def test_student_code_cannot_reach_course_files_network_or_unbounded_memory(both, tmp_path):
+    """A submission that tries: read source/, list the course, write gradebook.db, another
+    student's folder and submitted/, open a network connection, allocate 6 GiB.  Its own
+    autograded folder is the one place it can write, so it reports there."""
+    assert SANDBOXED, f"CI=true requires the sandbox: {SANDBOX_WHY}"
+    course = _copy(both["parallel"], tmp_path / "course")
+    db_before = (course / "gradebook.db").read_bytes()
+    src = ag._read_nb(course / "source" / A1 / NB1)
+    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    for cell in nb.cells:
+        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+            cell.source = _ESCAPE + "\n" + cell.source
+    ag.write_submission(course, "mal", A1, {NB1: nb})
+    (r,) = ag.autograde(course, workers=1, sandbox="require", log=lambda *_: None)
+    assert r.status == "graded", r
+    import json
+
+    found = json.loads((course / "autograded" / "mal" / A1 / "escape.json").read_text())
+    for what in ("read source", "write gradebook", "write other student", "write submitted", "network",
+                 "memory 6 GiB"):
+        assert found[what].startswith("blocked: "), (what, found[what])
+    # the course folder shows only the path down to the student's own folder
+    assert found["list course"] in ("DONE: ['autograded']", "blocked: FileNotFoundError"), found["list course"]
+    assert not (course / "autograded" / "ada" / A1 / "x.txt").exists()
+    assert not (course / "submitted" / "ada" / A1 / "x.txt").exists()
+    # the gradebook changed only by the grader's own rows for mal, never by the student's code
+    assert not (course / "gradebook.db").read_bytes().endswith(b"x") or db_before.endswith(b"x")
+    rows = {(x["student"], x["assignment"]): x for x in ag.grade_rows(course)}
+    assert rows[("mal", A1)]["auto_score"] == rows[("mal", A1)]["auto_max"]  # the real answer still graded
+    assert rows[("ada", A1)]["auto_score"] == both["expected"][("ada", A1)]
