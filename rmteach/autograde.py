@@ -481,6 +481,9 @@ def _worker_setup(course: str, work_root: str, mode: str, log_path: Optional[str
         os.close(fd)
     os.environ.update(_nbgrader_env())
     os.environ[SANDBOX_ENV] = mode
+    # one process per core already: a kernel's BLAS / OpenMP gets one thread, not one per core
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     warnings.simplefilter("ignore")
     from nbgrader.apps.api import NbGraderAPI
 
