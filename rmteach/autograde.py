@@ -510,6 +510,8 @@ def _log_reason(text: str) -> str:
     checks = [
         (r"DeadKernelError|Kernel died|kernel died", "the kernel died (the student's code ended the Python process)"),
         (r"UnresponsiveKernelError|kernel became unresponsive", "the kernel became unresponsive and could not be interrupted"),
+        (r"CellTimeoutError",
+         "a cell ran past the time limit and could not be interrupted"),
         (r"database is locked", "the gradebook was locked (try again)"),
         (r"NotJSONError|Notebook does not appear to be JSON|Unreadable Notebook", "a notebook is not valid JSON"),
         (r"SchemaTooNewError|SchemaTooOldError|metadata format", "nbgrader metadata of an unsupported version"),
@@ -518,10 +520,19 @@ def _log_reason(text: str) -> str:
     for pattern, reason in checks:
         if any(re.search(pattern, ln) for ln in lines):
             return reason
-    errors = [ln for ln in lines if not ln.startswith(("Traceback", "File ", "^"))]
-    errors = [ln for ln in errors if "There was an error processing assignment" not in ln and "Please see" not in ln]
-    last = errors[-1] if errors else "nbgrader failed without a message"
+    generic = ("There was an error processing", "Please see the", "NbGraderException")
+    exceptions = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", ln) and not any(g in ln for g in generic)]
+    errors = [ln for ln in lines if ln.startswith("[ERROR]") and not any(g in ln for g in generic)
+              and "Traceback" not in ln]
+    last = (exceptions or errors or ["nbgrader failed without a message"])[-1]
     return re.sub(r"^\[(ERROR|WARNING|CRITICAL)\]\s*", "", last)[:200]
+
+
+def _log_lines(text: str, n: int = 40) -> list[str]:
+    """The lines of nbgrader's log worth keeping: warnings, errors and exception lines."""
+    keep = [ln.rstrip() for ln in text.splitlines()
+            if ln.startswith(("[ERROR]", "[WARNING]", "[CRITICAL]")) or re.match(r"^\s*[\w.]+(Error|Exception|Exit)\b: ", ln)]
+    return keep[-n:]
 
 
 def _scores(db: Path, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
@@ -572,7 +583,7 @@ def _grade_job(student: str, assignment: str) -> dict:
             return out
         result = api.autograde(assignment, student, force=True, create=True)
         text = (result.get("log") or "") + "\n" + (result.get("error") or "")
-        out["log"] = text.strip().splitlines()[-40:]
+        out["log"] = _log_lines(text)
         if not result.get("success"):
             out["status"] = f"failed: {_log_reason(text)}"
             return out
