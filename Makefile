@@ -6,6 +6,7 @@
 # Instructors (nbgrader course in assignments/, see assignments/README.md):
 #   make assignments  validate the source notebooks, generate release/, validate --invert the release
 #   make autograde    autograde everything under assignments/submitted/<student>/<assignment>/
+#                     in parallel (WORKERS=n), student kernels sandboxed (SANDBOX=auto|require|off)
 #   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
 #   make grades       print the grade table, write assignments/grades.csv
 #   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
@@ -19,6 +20,9 @@ PORT   ?= 8888
 EXPLORE_PORT ?= 8866
 
 COURSE ?= assignments
+# make autograde: WORKERS=n parallel graders (default one per core); SANDBOX=auto|require|off
+WORKERS ?=
+SANDBOX ?= $(or $(RMTEACH_SANDBOX),auto)
 
 .PHONY: install lab explore test bench clean assignments autograde feedback grades grade-demo
 
@@ -53,22 +57,24 @@ bench: $(STAMP)
 	@status=0; \
 	$(PY) bench/losses.py || status=1; \
 	$(PY) bench/latency.py || status=1; \
+	$(PY) bench/grading.py || status=1; \
 	exit $$status
 
 assignments: $(STAMP)
-	$(PY) -m rmteach.grading assignments --course $(COURSE)
+	$(PY) -m rmteach.autograde assignments --course $(COURSE)
 
 autograde: $(STAMP)
-	$(PY) -m rmteach.grading autograde --course $(COURSE) $(if $(FORCE),--force)
+	$(PY) -m rmteach.autograde autograde --course $(COURSE) $(if $(FORCE),--force) \
+		$(if $(WORKERS),--workers $(WORKERS)) --sandbox $(SANDBOX)
 
 feedback: $(STAMP)
-	$(PY) -m rmteach.grading feedback --course $(COURSE)
+	$(PY) -m rmteach.autograde feedback --course $(COURSE)
 
 grades: $(STAMP)
-	$(PY) -m rmteach.grading grades --course $(COURSE)
+	$(PY) -m rmteach.autograde grades --course $(COURSE)
 
 grade-demo: $(STAMP)
-	$(PY) -m rmteach.grading demo
+	$(PY) -m rmteach.autograde demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info
