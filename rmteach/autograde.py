@@ -3,7 +3,7 @@ r"""The instructor pipeline for the nbgrader course in ``assignments/`` and its 
 The Makefile calls::
 
     python -m rmteach.autograde assignments [--course DIR]   # validate sources, release, validate --invert
-    python -m rmteach.autograde autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|off]
+    python -m rmteach.autograde autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|user|off]
     python -m rmteach.autograde feedback    [--course DIR]
     python -m rmteach.autograde grades      [--course DIR] [--csv FILE]
     python -m rmteach.autograde demo        [--keep DIR]  # three made-up students, whole pipeline
@@ -339,7 +339,7 @@ def make_demo_submissions(course: Path, students: Mapping[str, tuple] = DEMO_STU
 STATUS_FILE = "autograde_status.json"
 #: environment variable the course's nbgrader_config.py reads: "auto", "require" or "off"
 SANDBOX_ENV = "RMTEACH_SANDBOX"
-SANDBOX_MODES = ("auto", "require", "off")
+SANDBOX_MODES = ("auto", "require", "user", "off")
 #: wall-clock seconds one submission may take before its worker is killed (the
 #: sandbox kills a kernel after 900 s; nbgrader interrupts a cell after 60 s)
 JOB_TIMEOUT = 1200.0
@@ -457,6 +457,9 @@ def sandbox_state(course: Path, mode: str = "auto") -> tuple[bool, str]:
             os.environ[SANDBOX_ENV] = old
     names = [str(p) for p in cfg.Autograde.get("autograde_preprocessors", [])]
     if sandbox.SANDBOXED_EXECUTE in names:
+        if cfg.SandboxKernelManager.get("mechanism", "bwrap") == "user":
+            ok, why = sandbox.user_sandbox_available()
+            return True, f"sandbox: grader user ({why})"
         ok, why = sandbox.sandbox_available()
         return True, f"sandbox: bubblewrap ({why})"
     if mode == "off":
@@ -882,7 +885,7 @@ def autograde(course: Path, force: bool = False, workers: Optional[int] = None, 
         try:
             work_root = tmp / "submitted"
             work_root.mkdir()
-            _run_jobs(course, jobs, n_workers, "require" if sandboxed else "off", work_root, job_timeout, progress)
+            _run_jobs(course, jobs, n_workers, ("user" if mode == "user" else "require") if sandboxed else "off", work_root, job_timeout, progress)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     _write_statuses(course, results)
@@ -1143,7 +1146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.add_argument("--workers", type=_positive_int, default=None,
                            help="worker processes grading in parallel (default: one per core)")
             p.add_argument("--sandbox", choices=SANDBOX_MODES, default=None,
-                           help=f"run student kernels sandboxed: auto (default, or ${SANDBOX_ENV}), require, off")
+                           help=f"run student kernels sandboxed: auto (default, or ${SANDBOX_ENV}), require, user, off")
             p.add_argument("--job-timeout", type=float, default=JOB_TIMEOUT,
                            help="seconds one submission may take before it is stopped and recorded as failed")
         if name == "grades":

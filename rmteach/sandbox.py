@@ -49,6 +49,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -62,6 +63,9 @@ __all__ = [
     "SyncSandboxKernelManager",
     "SandboxedExecute",
     "sandbox_available",
+    "user_sandbox_available",
+    "user_command",
+    "choose_mechanism",
     "bwrap_command",
     "configure_nbgrader",
     "course_protected_paths",
@@ -165,12 +169,7 @@ def bwrap_command(
     bwrap = bwrap or shutil.which("bwrap")
     if not bwrap:
         raise SandboxError(f"bwrap not found; {INSTALL_HINT}")
-    prlimit = shutil.which("prlimit", path="/usr/bin:/bin")
-    if not prlimit or not prlimit.startswith("/usr/"):
-        raise SandboxError("prlimit (util-linux) not found under /usr: cannot bound the kernel's memory")
-    timeout = shutil.which("timeout", path="/usr/bin:/bin")
-    if wall_seconds and not timeout:
-        raise SandboxError("timeout (coreutils) not found: cannot bound the kernel's wall-clock time")
+    timeout_prefix, prlimit_prefix = _limits(memory_bytes, cpu_seconds, wall_seconds, file_size_bytes)
 
     work = _real(workdir)
     if not work.is_dir():
@@ -185,9 +184,7 @@ def bwrap_command(
             if _overlaps(mount, p):
                 raise SandboxError(f"sandbox mount {mount} would expose protected path {p}")
 
-    cmd: list[str] = []
-    if wall_seconds:
-        cmd += [timeout, "--signal=KILL", f"{int(wall_seconds)}s"]  # type: ignore[list-item]
+    cmd: list[str] = list(timeout_prefix)
     cmd += [
         bwrap,
         "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
@@ -227,32 +224,57 @@ def bwrap_command(
     for a in anchors:
         cmd += ["--remount-ro", str(a)]
     cmd += ["--remount-ro", "/", "--chdir", str(work), "--clearenv"]
+    for key, value in sorted(kernel_env(env, home="/tmp", user="student").items()):
+        cmd += ["--setenv", key, value]
+    cmd += ["--"] + prlimit_prefix
+    cmd += list(argv)
+    return cmd
+
+
+def _limits(
+    memory_bytes: int, cpu_seconds: int, wall_seconds: int, file_size_bytes: int, nproc: int = 0
+) -> tuple[list[str], list[str]]:
+    """The ``timeout -s KILL`` prefix (wall clock) and the ``prlimit ... --`` prefix (memory, CPU, file size).
+
+    Shared by both sandboxes.  A limit of 0 means no limit.
+    """
+    prlimit = shutil.which("prlimit", path="/usr/bin:/bin")
+    if not prlimit or not prlimit.startswith("/usr/"):
+        raise SandboxError("prlimit (util-linux) not found under /usr: cannot bound the kernel's memory")
+    timeout = shutil.which("timeout", path="/usr/bin:/bin")
+    if wall_seconds and not timeout:
+        raise SandboxError("timeout (coreutils) not found: cannot bound the kernel's wall-clock time")
+    wall = [timeout, "--signal=KILL", f"{int(wall_seconds)}s"] if wall_seconds else []
+    pr = [prlimit]
+    if memory_bytes:
+        pr.append(f"--as={int(memory_bytes)}")
+    if cpu_seconds:
+        pr.append(f"--cpu={int(cpu_seconds)}")
+    if file_size_bytes:
+        pr.append(f"--fsize={int(file_size_bytes)}")
+    if nproc:
+        pr.append(f"--nproc={int(nproc)}")
+    pr += ["--core=0", "--"]
+    return wall, pr  # type: ignore[return-value]
+
+
+def kernel_env(env: Optional[dict[str, str]], *, home: str, user: str) -> dict[str, str]:
+    """The kernel's whole environment: a fixed set, plus the harmless variables of ``ENV_PASS`` from ``env``."""
     venv_bin = Path(sys.prefix) / "bin"
     full_env = {
         "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": "/tmp",
-        "USER": "student",
-        "IPYTHONDIR": "/tmp/.ipython",
-        "MPLCONFIGDIR": "/tmp/.matplotlib",
-        "JUPYTER_RUNTIME_DIR": "/tmp/.jupyter-runtime",
+        "HOME": home,
+        "USER": user,
+        "IPYTHONDIR": f"{home}/.ipython",
+        "MPLCONFIGDIR": f"{home}/.matplotlib",
+        "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter-runtime",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",
     }
     for key, value in (env or {}).items():
         if key in ENV_PASS or key.startswith("LC_"):
             full_env[key] = value
-    for key, value in sorted(full_env.items()):
-        cmd += ["--setenv", key, value]
-    cmd += ["--", prlimit]
-    if memory_bytes:
-        cmd.append(f"--as={int(memory_bytes)}")
-    if cpu_seconds:
-        cmd.append(f"--cpu={int(cpu_seconds)}")
-    if file_size_bytes:
-        cmd.append(f"--fsize={int(file_size_bytes)}")
-    cmd += ["--core=0", "--"]
-    cmd += list(argv)
-    return cmd
+    return full_env
 
 
 # --------------------------------------------------------------------------- availability
@@ -304,6 +326,279 @@ def sandbox_available(bwrap: Optional[str] = None) -> tuple[bool, str]:
     return _probe(bwrap)
 
 
+# --------------------------------------------------------------------------- unprivileged-user fallback
+#
+# Without bubblewrap, a grader running as root can still start each kernel as a
+# dedicated system user with no groups and no capabilities (``setpriv``), under the
+# same ``prlimit`` / ``timeout -s KILL`` bounds.  Files are isolated by permissions:
+# the kernel works in a private copy of the student's autograded folder, inside its
+# own 0700 folder owned by that user; the course root must not be reachable by the
+# user (checked, never changed: ``chmod o-rwx <course>`` is the fix).  Every kernel
+# gets a user of its own for its lifetime (``rmteach-grader``, ``rmteach-grader1``,
+# ... one per concurrent kernel, claimed with a lock), and every process of that user
+# is killed before the user is handed to the next kernel, so one student's code never
+# shares a uid with another student's files or processes.  Network: cut off by a new
+# network namespace when root may create one (``unshare --net``); otherwise the kernel
+# HAS the machine's network, and the description says so.
+
+GRADER_USER = "rmteach-grader"
+USER_SLOTS = 32
+USER_NPROC = 256
+_LOCK_DIR = "/run/rmteach-grader"
+
+
+def _user_name(slot: int) -> str:
+    return GRADER_USER if slot == 0 else f"{GRADER_USER}{slot}"
+
+
+def _ensure_user(name: str) -> tuple[int, int]:
+    """uid and gid of system user ``name``, created (no home, no login shell) when missing."""
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(name)
+        return pw.pw_uid, pw.pw_gid
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        raise SandboxError(f"user {name} does not exist and only root can create it")
+    useradd = shutil.which("useradd", path="/usr/sbin:/sbin:/usr/bin:/bin")
+    if not useradd:
+        raise SandboxError(f"user {name} does not exist and useradd (passwd) is not installed to create it")
+    nologin = "/usr/sbin/nologin" if os.path.exists("/usr/sbin/nologin") else "/bin/false"
+    proc = subprocess.run(
+        [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", nologin,
+         "--user-group", name], capture_output=True, text=True,
+    )
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise SandboxError(f"cannot create user {name}: {proc.stderr.strip() or proc.returncode}") from None
+    return pw.pw_uid, pw.pw_gid
+
+
+def _can(uid: int, gid: int, st: os.stat_result, bits: int) -> bool:
+    """Whether a process of ``uid``/``gid`` (no supplementary groups) has all ``bits`` (r=4 w=2 x=1) on ``st``."""
+    if st.st_uid == uid:
+        mode = (st.st_mode >> 6) & 7
+    elif st.st_gid == gid:
+        mode = (st.st_mode >> 3) & 7
+    else:
+        mode = st.st_mode & 7
+    return mode & bits == bits
+
+
+def _blocking_ancestor(path: Path, uid: int, gid: int) -> Optional[Path]:
+    """The first folder above ``path`` that ``uid`` cannot traverse, or None when all can be."""
+    for a in reversed(path.parents):
+        try:
+            if not _can(uid, gid, os.stat(a), 1):
+                return a
+        except OSError:
+            return a
+    return None
+
+
+def reachable_by(path: os.PathLike | str, uid: int, gid: int) -> bool:
+    """Whether ``uid`` can read, write or enter ``path`` (by the mode bits; root's ACL-free machines)."""
+    p = _real(path)
+    if not p.exists() or _blocking_ancestor(p, uid, gid) is not None:
+        return False
+    st = os.stat(p)
+    return any(_can(uid, gid, st, b) for b in (4, 2, 1))
+
+
+def python_unreachable(uid: int, gid: int) -> Optional[str]:
+    """Why the kernel's Python, venv or rmteach cannot be used by ``uid``; None when they can."""
+    for p in python_readonly_paths() + [_real(sys.executable)]:
+        block = _blocking_ancestor(p, uid, gid)
+        if block is not None:
+            st = os.stat(block)
+            return (f"the kernel's Python install {p} is not usable by another user: {block} is "
+                    f"mode {stat_mode(st)} (owner uid {st.st_uid}); install Python outside a private "
+                    "home (e.g. /opt or /usr/local) or use bubblewrap")
+        need = 5 if p.is_dir() else 5
+        if not _can(uid, gid, os.stat(p), need):
+            return f"the kernel's Python install {p} is not readable by another user (mode {stat_mode(os.stat(p))})"
+    return None
+
+
+def stat_mode(st: os.stat_result) -> str:
+    return oct(st.st_mode & 0o7777)[2:].rjust(4, "0")
+
+
+def exposed_paths(course_root: os.PathLike | str, uid: int, gid: int) -> list[Path]:
+    """The course's protected paths (and the course root itself) that ``uid`` can reach."""
+    root = _real(course_root)
+    return [p for p in [root] + course_protected_paths(root) if reachable_by(p, uid, gid)]
+
+
+def _kill_user(uid: int, gid: int) -> None:
+    """Kill every process of ``uid`` (kill(-1) sent as that uid: atomic against forks)."""
+    import signal
+
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            try:
+                os.setgroups([])
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+                os._exit(0)
+            except ProcessLookupError:
+                os._exit(1)  # nothing left to kill
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            return
+        time.sleep(0.05)
+
+
+class _UserSlot:
+    """A grader user held by one kernel (flock on its lock file) until released."""
+
+    def __init__(self) -> None:
+        import fcntl
+
+        if os.geteuid() != 0:
+            raise SandboxError("the unprivileged-user sandbox needs the grader to run as root")
+        os.makedirs(_LOCK_DIR, mode=0o700, exist_ok=True)
+        for slot in range(USER_SLOTS):
+            fd = os.open(os.path.join(_LOCK_DIR, f"slot-{slot}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            try:
+                self.name = _user_name(slot)
+                self.uid, self.gid = _ensure_user(self.name)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd: Optional[int] = fd
+            _kill_user(self.uid, self.gid)  # leftovers of an earlier holder that died
+            return
+        raise SandboxError(f"all {USER_SLOTS} grader users are busy")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            _kill_user(self.uid, self.gid)
+            os.close(self._fd)
+            self._fd = None
+
+
+@functools.lru_cache(maxsize=None)
+def _netns_ok() -> bool:
+    unshare = shutil.which("unshare", path="/usr/bin:/bin")
+    if not unshare:
+        return False
+    try:
+        return subprocess.run([unshare, "--net", "--", "true"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def user_command(
+    argv: Sequence[str],
+    *,
+    uid: int,
+    gid: int,
+    memory_bytes: int = 4 * GiB,
+    cpu_seconds: int = 900,
+    wall_seconds: int = 900,
+    file_size_bytes: int = 512 * MiB,
+    nproc: int = USER_NPROC,
+    isolate_network: Optional[bool] = None,
+) -> list[str]:
+    """``argv`` as user ``uid``/``gid``: no groups, no capabilities, no new privileges, same bounds as bwrap."""
+    setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
+    if not setpriv:
+        raise SandboxError("setpriv (util-linux) not found: cannot drop to the grader user")
+    if uid == 0 or gid == 0:
+        raise SandboxError("refusing to run a student kernel as root")
+    timeout_prefix, prlimit_prefix = _limits(memory_bytes, cpu_seconds, wall_seconds, file_size_bytes, nproc)
+    net = _netns_ok() if isolate_network is None else isolate_network
+    cmd = list(timeout_prefix)
+    if net:
+        cmd += [shutil.which("unshare", path="/usr/bin:/bin") or "unshare", "--net", "--"]
+    cmd += [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--"]
+    return cmd + prlimit_prefix + list(argv)
+
+
+def _stage(slot: _UserSlot, base: str, cwd: Optional[str]) -> tuple[str, str]:
+    """Give ``base`` (the kernel's private folder) to the slot's user, with a copy of ``cwd`` and a home."""
+    work, home = os.path.join(base, "work"), os.path.join(base, "home")
+    if cwd:
+        # symlinks stay links (never followed by root): a planted link to source/ stays unreadable.
+        shutil.copytree(cwd, work, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    else:
+        os.mkdir(work)
+    os.mkdir(home, 0o700)
+    for dirpath, dirnames, filenames in os.walk(base):
+        os.lchown(dirpath, slot.uid, slot.gid)
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), slot.uid, slot.gid)
+    os.chmod(base, 0o700)
+    return work, home
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_user() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "the unprivileged-user sandbox needs the grader to run as root (it starts kernels as another user)"
+    for tool in ("setpriv", "prlimit", "timeout"):
+        if not shutil.which(tool, path="/usr/bin:/bin"):
+            return False, f"{tool} is not installed: cannot start kernels as the grader user"
+    try:
+        slot = _UserSlot()
+    except (OSError, SandboxError) as exc:
+        return False, f"no grader user: {exc}"
+    base = tempfile.mkdtemp(prefix="rmtusr-probe-", dir="/tmp")
+    try:
+        why = python_unreachable(slot.uid, slot.gid)
+        if why:
+            return False, why
+        work, home = _stage(slot, base, None)
+        code = (
+            "import os, socket, ipykernel_launcher, rmteach\n"
+            "open('ok', 'w').write(str(os.getuid()))\n"
+            "s = socket.socket(); s.settimeout(1)\n"
+            "try:\n    s.connect(('1.1.1.1', 53)); print('net')\n"
+            "except OSError:\n    print('nonet')\n"
+        )
+        cmd = user_command([sys.executable, "-c", code], uid=slot.uid, gid=slot.gid, wall_seconds=60)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=work,
+                              env=kernel_env(None, home=home, user=slot.name))
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).strip().splitlines()
+            return False, f"cannot start Python as user {slot.name} (exit {proc.returncode}: {err[-1] if err else 'no message'})"
+        if Path(work, "ok").read_text() != str(slot.uid):
+            return False, f"the probe did not run as user {slot.name}"
+        net = "no network (own network namespace)" if _netns_ok() else (
+            "BUT WITH NETWORK ACCESS (no network namespace possible here)")
+        return True, (f"unprivileged user {slot.name} (uid {slot.uid}, via setpriv; bubblewrap unavailable): "
+                      f"kernels run without course files, bounded in memory and time, {net}")
+    except (OSError, subprocess.SubprocessError, SandboxError) as exc:
+        return False, f"cannot start Python as the grader user: {exc}"
+    finally:
+        slot.release()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def user_sandbox_available() -> tuple[bool, str]:
+    """``(True, description)`` when kernels can run as the unprivileged grader user here, else ``(False, reason)``.
+
+    Needs root (to switch users and create the user), setpriv/prlimit/timeout, and a
+    kernel Python every user may read (not under a 0700 home such as /root).
+    Really starts that Python as the user (once per process).
+    """
+    return _probe_user()
+
+
 # --------------------------------------------------------------------------- kernel manager
 
 
@@ -322,8 +617,12 @@ class _SandboxMixin(KernelManager):
         Unicode(), help="Host paths no mount may overlap (refuse to start otherwise): the course's source/, gradebook.db, ..."
     ).tag(config=True)
     bwrap_path = Unicode("", help="bwrap executable; empty: looked up on PATH.").tag(config=True)
+    mechanism = Unicode(
+        "bwrap", help="'bwrap' (bubblewrap) or 'user' (the unprivileged grader user fallback, needs root)."
+    ).tag(config=True)
 
     _sandbox_dir: Optional[str] = None
+    _slot: Optional[_UserSlot] = None
 
     def _make_sandbox_dir(self) -> None:
         # Short path: a Unix socket path must stay under 108 bytes.
@@ -337,9 +636,45 @@ class _SandboxMixin(KernelManager):
             self._make_sandbox_dir()
         return await super()._async_pre_start_kernel(**kw)  # type: ignore[misc]
 
+    def _user_launch(self, kernel_cmd: list[str], cwd: str, env: dict, kw: dict) -> tuple[list[str], dict]:
+        """The kernel as the grader user: checks, private staged copy of ``cwd``, command and Popen arguments."""
+        if not self._sandbox_dir:
+            raise SandboxError("no private kernel folder")
+        roots = {_real(p).parent for p in self.protected_paths}
+        slot = self._slot = _UserSlot()
+        why = python_unreachable(slot.uid, slot.gid)
+        if why:
+            raise SandboxError(why)
+        for root in sorted(roots):
+            exposed = exposed_paths(root, slot.uid, slot.gid)
+            if exposed:
+                raise SandboxError(
+                    f"user {slot.name} could reach {', '.join(map(str, exposed))}: "
+                    f"run `chmod o-rwx {root}` (and keep the course root not world-accessible)"
+                )
+        work, home = _stage(slot, self._sandbox_dir, cwd)
+        cmd = user_command(
+            kernel_cmd, uid=slot.uid, gid=slot.gid, memory_bytes=self.memory_limit,
+            cpu_seconds=self.cpu_time_limit, wall_seconds=self.wall_time_limit,
+            file_size_bytes=self.file_size_limit,
+        )
+        kw = dict(kw)
+        kw["env"] = {**kernel_env(env, home=home, user=slot.name), "TMPDIR": home}
+        kw["cwd"] = work
+        return cmd, kw
+
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:  # type: ignore[override]
         cwd = kw.get("cwd") or os.getcwd()
         env = kw.get("env") or {}
+        if self.mechanism == "user":
+            cmd, kw = self._user_launch(kernel_cmd, cwd, env, kw)
+            if self.kernel_spec is not None:
+                self.kernel_spec.interrupt_mode = "message"
+            self.log.debug("kernel command (grader user %s): %s", self._slot and self._slot.name, cmd)
+            await super()._async_launch_kernel(cmd, **kw)  # type: ignore[misc]
+            return
+        if self.mechanism != "bwrap":
+            raise SandboxError(f"unknown sandbox mechanism {self.mechanism!r}")
         cmd = bwrap_command(
             kernel_cmd,
             workdir=cwd,
@@ -367,6 +702,9 @@ class _SandboxMixin(KernelManager):
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
         await super()._async_cleanup_resources(restart=restart)  # type: ignore[misc]
+        if self._slot is not None:  # every process the student started goes with the kernel
+            self._slot.release()
+            self._slot = None
         if not restart and self._sandbox_dir:
             shutil.rmtree(self._sandbox_dir, ignore_errors=True)
             self._sandbox_dir = None
@@ -440,17 +778,20 @@ def configure_nbgrader(
     ``c.Autograde.autograde_preprocessors`` (keeping any other entries), and sets
     ``c.SandboxKernelManager`` limits and the protected paths of ``course_root``.
 
-    ``mode``: ``"require"`` raises :class:`SandboxError` when the sandbox is not
-    available; ``"auto"`` then leaves the plain Execute; ``"off"`` does nothing.
+    ``mode``: ``"auto"`` uses bubblewrap, else the unprivileged grader user (root
+    only; see ``user_sandbox_available``), else leaves the plain Execute and says so;
+    ``"require"`` accepts either sandbox (the message says which) and raises
+    :class:`SandboxError` when neither is available; ``"user"`` forces the grader-user
+    fallback (or raises); ``"off"`` does nothing.
     Returns ``(sandboxed, message)``: print the message, it says which it is and why.
     """
-    if mode not in ("auto", "require", "off"):
-        raise ValueError(f"mode must be 'auto', 'require' or 'off', not {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, not {mode!r}")
     if mode == "off":
         return False, "sandbox off: student code runs with the grader's permissions"
-    ok, reason = sandbox_available()
-    if not ok:
-        if mode == "require":
+    mechanism, reason = choose_mechanism(mode, course_root)
+    if mechanism is None:
+        if mode in ("require", "user"):
             raise SandboxError(reason)
         return False, f"NOT SANDBOXED: {reason}. Student code runs with the grader's permissions."
 
@@ -479,4 +820,33 @@ def configure_nbgrader(
         km.extra_ro_paths = [str(p) for p in extra_ro_paths]
     if course_root is not None:
         km.protected_paths = [str(p) for p in course_protected_paths(course_root)]
+    km.mechanism = mechanism
     return True, f"sandboxed: {reason}"
+
+
+#: ``configure_nbgrader`` modes.  "auto": bubblewrap, else the grader user, else none (loudly);
+#: "require": bubblewrap, else the grader user, else refuse; "user": the grader user or refuse; "off".
+MODES = ("auto", "require", "user", "off")
+
+
+def choose_mechanism(mode: str, course_root: Optional[os.PathLike | str] = None) -> tuple[Optional[str], str]:
+    """``("bwrap" | "user", description)`` for ``mode``, or ``(None, why neither can be used)``."""
+    reasons = []
+    if mode in ("auto", "require"):
+        ok, why = sandbox_available()
+        if ok:
+            return "bwrap", why
+        reasons.append(f"bubblewrap: {why}")
+    ok, why = user_sandbox_available()
+    if ok and course_root is not None and Path(course_root).exists():
+        import pwd
+
+        pw = pwd.getpwnam(GRADER_USER)
+        exposed = exposed_paths(course_root, pw.pw_uid, pw.pw_gid)
+        if exposed:
+            ok, why = False, (f"user {GRADER_USER} could reach {', '.join(map(str, exposed))}: "
+                              f"run `chmod o-rwx {_real(course_root)}` to use the grader-user sandbox")
+    if ok:
+        return "user", why
+    reasons.append(f"grader-user fallback: {why}")
+    return None, "; ".join(reasons)
