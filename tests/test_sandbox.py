@@ -101,6 +101,19 @@ class AbstractUnixServer:
         self.sock.close()
 
 
+def write_submissions(course: Path, answers: dict[str, str]) -> None:
+    """One submission of ps1 per student: the released notebook with its answer cell replaced."""
+    released = nbformat.read(course / "release" / "ps1" / "ps1.ipynb", as_version=4)
+    for student, answer in answers.items():
+        nb = nbformat.from_dict(json.loads(json.dumps(released)))
+        [cell] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer"]
+        cell.source = answer
+        folder = course / "submitted" / student / "ps1"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "ps1.ipynb")
+        (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -264,15 +277,7 @@ def graded_course(need_sandbox, tmp_path_factory):
         "loop": LOOP_ANSWER,
         "stubborn": STUBBORN_ANSWER,
     }
-    released = nbformat.read(course / "release" / "ps1" / "ps1.ipynb", as_version=4)
-    for student, answer in answers.items():
-        nb = nbformat.from_dict(json.loads(json.dumps(released)))
-        [cell] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer"]
-        cell.source = answer
-        folder = course / "submitted" / student / "ps1"
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "ps1.ipynb")
-        (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
+    write_submissions(course, answers)
 
     # Snapshots of what the writer attacks (autograde creates gradebook rows, so the
     # gradebook is checked by its contents, below, not by its bytes).

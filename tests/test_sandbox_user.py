@@ -17,7 +17,6 @@ container without CAP_SYS_ADMIN and with Python under /root cannot run them).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from rmteach import sandbox
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sandbox import (  # noqa: E402
+    write_submissions,
     GOOD_ANSWER, LOOP_ANSWER, MEM_ATTACK, STUBBORN_ANSWER, _nbgrader, _outputs, _score, _sha, _source_notebook,
     read_attack, write_attack,
 )
@@ -124,15 +124,7 @@ def graded(need_user_sandbox, tmp_path_factory):
         "loop": LOOP_ANSWER,
         "stubborn": STUBBORN_ANSWER,
     }
-    released = nbformat.read(course / "release" / "ps1" / "ps1.ipynb", as_version=4)
-    for student, answer in answers.items():
-        nb = nbformat.from_dict(json.loads(json.dumps(released)))
-        [cell] = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer"]
-        cell.source = answer
-        folder = course / "submitted" / student / "ps1"
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "ps1.ipynb")
-        (folder / "timestamp.txt").write_text("2025-01-01 00:00:00.000000 UTC")
+    write_submissions(course, answers)
     protected = [course / "submitted" / s / "ps1" / "ps1.ipynb" for s in answers]
     protected.append(course / "source" / "ps1" / "ps1.ipynb")
     before = {p: _sha(p) for p in protected}
