@@ -54,6 +54,8 @@ __all__ = [
     "center_rewards",
     "soft_ranking_loss",
     "soft_ranking_loss_grad",
+    "dpo_implicit_reward",
+    "dpo_loss",
 ]
 
 Real = Union[np.ndarray, np.floating]
@@ -489,3 +491,122 @@ def soft_ranking_loss_grad(
     if reduction == "mean":
         g /= g.dtype.type(g.size)
     return _scalar_out(g, a.shape), _scalar_out(-g, a.shape)
+
+
+# --------------------------------------------------------------------------
+# DPO: the ranking loss on implicit rewards
+
+_DPO_LOGPS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+
+
+def _check_beta(beta: float) -> float:
+    """DPO's ``beta``: one finite number > 0 (shared with :mod:`rmteach.torch`)."""
+    arr = _checks.as_real_array("beta", beta)
+    if arr.shape != ():
+        raise ValueError(f"beta must be a single number, got shape {arr.shape}")
+    value = float(arr)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"beta must be a finite number > 0, got {value}: beta is the strength of the KL "
+            "constraint that keeps the policy near the reference model, and the implicit "
+            "reward beta * log(pi / pi_ref) is meaningless for beta <= 0"
+        )
+    return value
+
+
+def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {name_a} {a.shape} and {name_b} {b.shape}"
+        )
+
+
+def _dpo_logps(values: tuple) -> list[np.ndarray]:
+    """The four log-probabilities of :func:`dpo_loss`: same shape, scalar or ``(B,)``, one dtype."""
+    arrs = [_checks.as_real_array(name, v) for name, v in zip(_DPO_LOGPS, values)]
+    for name, arr in zip(_DPO_LOGPS[1:], arrs[1:]):
+        _checks.check_pair_shapes(_DPO_LOGPS[0], arrs[0].shape, name, arr.shape)
+    dtype = np.result_type(*arrs)
+    return [arr.astype(dtype, copy=False) for arr in arrs]
+
+
+def _implicit(p: np.ndarray, r: np.ndarray, beta: float) -> np.ndarray:
+    """``beta * (p - r)`` in the dtype of ``p`` (``beta`` rounded to that precision)."""
+    return np.asarray(np.multiply(np.subtract(p, r), p.dtype.type(beta)))
+
+
+def dpo_implicit_reward(policy_logps: ArrayLike, ref_logps: ArrayLike, beta: float) -> Real:
+    r"""DPO's implicit reward: :math:`\hat r(x, y) = \beta \log\frac{\pi_\theta(y\mid x)}{\pi_{\text{ref}}(y\mid x)}`.
+
+    .. math:: \hat r(x, y) = \beta\bigl(\log\pi_\theta(y\mid x) - \log\pi_{\text{ref}}(y\mid x)\bigr)
+
+    The KL-regularized optimum :math:`\pi^*(y\mid x) = \pi_{\text{ref}}(y\mid x)\,e^{r(x,y)/\beta}/Z(x)`
+    inverts to :math:`r(x, y) = \beta\log\frac{\pi^*(y\mid x)}{\pi_{\text{ref}}(y\mid x)} + \beta\log Z(x)`,
+    so this implicit reward is the reward **up to the per-prompt constant**
+    :math:`\beta\log Z(x)`: differences between two responses to the same
+    prompt are meaningful, its absolute value across prompts is not.
+
+    Computed as written (one subtraction, one multiplication, in the inputs'
+    precision; no exponential, nothing to overflow).
+
+    Shapes: ``policy_logps`` and ``ref_logps`` of the same shape (any: a scalar,
+    ``(B,)`` sequence log-probabilities, or ``(B, T)`` per token); the result has
+    that shape.  ``beta`` > 0.
+    """
+    b = _check_beta(beta)
+    p = _checks.as_real_array("policy_logps", policy_logps)
+    r = _checks.as_real_array("ref_logps", ref_logps)
+    _same_shape("policy_logps", p, "ref_logps", r)
+    dtype = np.result_type(p, r)
+    return _implicit(p.astype(dtype, copy=False), r.astype(dtype, copy=False), b)[()]
+
+
+def dpo_loss(
+    policy_chosen_logps: ArrayLike,
+    policy_rejected_logps: ArrayLike,
+    ref_chosen_logps: ArrayLike,
+    ref_rejected_logps: ArrayLike,
+    beta: float = 0.1,
+    reduction: str = "mean",
+) -> Real:
+    r"""Direct Preference Optimization (Rafailov et al. 2023): Bradley–Terry on implicit rewards.
+
+    Per pair, with :math:`\pi_c = \log\pi_\theta(y_c\mid x)` and
+    :math:`\pi_r = \log\pi_\theta(y_r\mid x)` the policy's log-probabilities of the
+    chosen and rejected responses and :math:`\text{ref}_c, \text{ref}_r` the
+    reference model's,
+
+    .. math:: \ell = -\log\sigma\Bigl(\beta\bigl[(\pi_c - \text{ref}_c) - (\pi_r - \text{ref}_r)\bigr]\Bigr)
+              = -\log\sigma\bigl(\hat r_c - \hat r_r\bigr)
+
+    where :math:`\hat r = \beta(\log\pi_\theta - \log\pi_{\text{ref}})` is
+    :func:`dpo_implicit_reward`: DPO *is* :func:`ranking_loss` with the policy
+    itself as the reward model.  **Why** :math:`Z(x)` **cancels**: the true
+    reward is :math:`\hat r + \beta\log Z(x)`, and both responses answer the same
+    prompt, so :math:`\beta\log Z(x)` appears in both rewards and drops out of
+    their difference; the intractable partition function is never needed.
+
+    Stable form: the two implicit rewards are formed first (so this equals
+    ``ranking_loss(dpo_implicit_reward(pi_c, ref_c, beta), dpo_implicit_reward(pi_r, ref_r, beta))``
+    bit for bit), then the softplus kernel of :func:`ranking_loss`,
+    :math:`-\log\sigma(\Delta) = \max(-\Delta, 0) + \log(1 + e^{-|\Delta|})`, block
+    by block: finite and within a few ulp for :math:`|\Delta|` up to 1000 and beyond,
+    in float64 and float32.  NaN log-probabilities give NaN, as in :func:`ranking_loss`.
+
+    Args:
+        policy_chosen_logps: :math:`\log\pi_\theta(y_c\mid x)`, summed over the
+            response's tokens; a scalar or ``(B,)``.
+        policy_rejected_logps: :math:`\log\pi_\theta(y_r\mid x)`, same shape.
+        ref_chosen_logps: :math:`\log\pi_{\text{ref}}(y_c\mid x)`, same shape.
+        ref_rejected_logps: :math:`\log\pi_{\text{ref}}(y_r\mid x)`, same shape.
+        beta: :math:`\beta > 0`, the strength of the KL constraint to the reference.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per pair, the shape of
+            ``policy_chosen_logps``), as in :func:`ranking_loss`.
+
+    Shapes: the four log-probabilities scalars or ``(B,)``, all the same shape;
+    a scalar result, or ``(B,)`` for ``reduction="none"``.
+    """
+    reduction = _checks.check_reduction(reduction)
+    b = _check_beta(beta)
+    pc, pr, rc, rr = _dpo_logps((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+    return _reduce_pairs(_neg_log_sigmoid_inplace, _implicit(pc, rc, b), _implicit(pr, rr, b), None, None, reduction)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from rmteach import _checks
+from rmteach.numpy import _check_beta  # one beta check for both modules (NumPy only)
 
 __all__ = [
     "log_sigmoid",
@@ -44,6 +45,8 @@ __all__ = [
     "center_rewards",
     "soft_ranking_loss",
     "soft_ranking_loss_grad",
+    "dpo_implicit_reward",
+    "dpo_loss",
 ]
 
 TensorLike = Union[torch.Tensor, float, int, Sequence[float], np.ndarray]
@@ -321,3 +324,90 @@ def soft_ranking_loss_grad(
     reduction = _checks.check_reduction(reduction)
     a, b, prob = _soft(r_a, r_b, p)
     return _autograd(soft_ranking_loss, a, b, prob.detach(), reduction)
+
+
+# --------------------------------------------------------------------------
+# DPO: the ranking loss on implicit rewards
+
+_DPO_LOGPS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+
+
+def _beta_value(beta: float) -> float:
+    if isinstance(beta, torch.Tensor):
+        beta = beta.detach().cpu().numpy()
+    return _check_beta(beta)
+
+
+def _dpo_logps(values: tuple) -> list[torch.Tensor]:
+    """The four log-probabilities of :func:`dpo_loss`: same shape, one dtype, on the first one's device."""
+    ts = [_tensor(name, v) for name, v in zip(_DPO_LOGPS, values)]
+    for name, t in zip(_DPO_LOGPS[1:], ts[1:]):
+        _checks.check_pair_shapes(_DPO_LOGPS[0], tuple(ts[0].shape), name, tuple(t.shape))
+    dtype = ts[0].dtype
+    for t in ts[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype=dtype, device=ts[0].device) for t in ts]
+
+
+def _implicit(p: torch.Tensor, r: torch.Tensor, beta: float) -> torch.Tensor:
+    """``beta * (p - r)`` in the dtype of ``p`` (``beta`` rounded to that precision)."""
+    return (p - r) * torch.tensor(beta, dtype=p.dtype, device=p.device)
+
+
+def dpo_implicit_reward(policy_logps: TensorLike, ref_logps: TensorLike, beta: float) -> torch.Tensor:
+    r"""DPO's implicit reward: :math:`\hat r(x, y) = \beta \log\frac{\pi_\theta(y\mid x)}{\pi_{\text{ref}}(y\mid x)}`.
+
+    .. math:: \hat r(x, y) = \beta\bigl(\log\pi_\theta(y\mid x) - \log\pi_{\text{ref}}(y\mid x)\bigr)
+
+    Defined **up to the per-prompt constant** :math:`\beta\log Z(x)`: the
+    KL-regularized optimum gives :math:`r = \beta\log\frac{\pi^*}{\pi_{\text{ref}}} + \beta\log Z(x)`
+    (see :func:`rmteach.numpy.dpo_implicit_reward`).  Computed as written, in the
+    inputs' precision; gradients flow to both arguments.
+
+    Shapes: ``policy_logps`` and ``ref_logps`` of the same shape (any); the result
+    has that shape.  ``beta`` > 0.
+    """
+    b = _beta_value(beta)
+    p, r = _tensor("policy_logps", policy_logps), _tensor("ref_logps", ref_logps)
+    if p.shape != r.shape:
+        raise ValueError(
+            f"policy_logps and ref_logps must have the same shape, "
+            f"got policy_logps {tuple(p.shape)} and ref_logps {tuple(r.shape)}"
+        )
+    dtype = torch.promote_types(p.dtype, r.dtype)
+    return _implicit(p.to(dtype), r.to(dtype=dtype, device=p.device), b)
+
+
+def dpo_loss(
+    policy_chosen_logps: TensorLike,
+    policy_rejected_logps: TensorLike,
+    ref_chosen_logps: TensorLike,
+    ref_rejected_logps: TensorLike,
+    beta: float = 0.1,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Direct Preference Optimization (Rafailov et al. 2023): Bradley–Terry on implicit rewards.
+
+    .. math:: \ell = -\log\sigma\Bigl(\beta\bigl[(\pi_c - \text{ref}_c) - (\pi_r - \text{ref}_r)\bigr]\Bigr)
+              = -\log\sigma\bigl(\hat r_c - \hat r_r\bigr)
+
+    with :math:`\pi_{c,r}` the policy's and :math:`\text{ref}_{c,r}` the reference
+    model's log-probabilities of the chosen and rejected responses, and
+    :math:`\hat r` = :func:`dpo_implicit_reward`.  :math:`Z(x)` **cancels**: the
+    true reward is :math:`\hat r + \beta\log Z(x)` and both responses share the
+    prompt :math:`x`, so the partition function drops out of the difference.
+
+    Stable form: ``-F.logsigmoid(r_c - r_r)`` on the two implicit rewards,
+    :math:`\max(-\Delta, 0) + \log(1 + e^{-|\Delta|})`, finite and within a few
+    ulp for :math:`|\Delta|` up to 1000 in float64 and float32, with an exact
+    gradient :math:`\partial\ell/\partial\pi_c = -\beta\,\sigma(-\Delta)`.  Pass the
+    reference log-probabilities computed under ``torch.no_grad()`` (they are
+    constants of the objective); nothing here detaches them.
+
+    Shapes: the four log-probabilities scalars or ``(B,)``, all the same shape;
+    ``beta`` > 0; ``reduction`` as in :func:`ranking_loss`.
+    """
+    reduction = _checks.check_reduction(reduction)
+    b = _beta_value(beta)
+    pc, pr, rc, rr = _dpo_logps((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
+    return _reduce(-F.logsigmoid(_implicit(pc, rc, b) - _implicit(pr, rr, b)), None, reduction)
