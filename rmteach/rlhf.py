@@ -17,6 +17,11 @@ One pure function per formula, NumPy only (importing this never imports torch):
   preferences falls (reward hacking), and the step where it starts.
 * :func:`normalize_rewards` and :func:`reward_drift`: reward-scale drift after
   deployment, measured against a reference set.
+* :func:`ppo_clip_loss` and :func:`clip_fraction`: PPO's clipped surrogate
+  objective and how much of a batch its trust region clips.
+* :func:`kl_estimates` and :class:`AdaptiveKLController`: the three per-sample
+  estimators of :math:`\mathrm{KL}(\pi\,\|\,\pi_{\text{ref}})` (k1, k2, k3) and
+  the controller that adapts :math:`\beta` to a KL target (Ziegler et al. 2019).
 
 The toy policy is a categorical distribution over :math:`K` fixed responses to
 one prompt: small enough to compute every expectation exactly, so each claim
@@ -45,6 +50,10 @@ __all__ = [
     "reward_hacking_onset",
     "normalize_rewards",
     "reward_drift",
+    "ppo_clip_loss",
+    "clip_fraction",
+    "kl_estimates",
+    "AdaptiveKLController",
 ]
 
 Real = Union[np.ndarray, np.floating]
@@ -456,3 +465,214 @@ def reward_drift(reference: ArrayLike, current: ArrayLike) -> dict:
         raise ValueError(f"current must have shape (n,) with n >= 2, got shape {cur.shape}")
     z = normalize_rewards(cur, ref)
     return {"shift": float(np.mean(z)), "scale_ratio": float(cur.std() / ref.std())}
+
+
+
+# --------------------------------------------------------------------------
+# PPO's clipped surrogate
+
+
+def _ratio(ratio: ArrayLike) -> np.ndarray:
+    r = _array("ratio", ratio)
+    if r.size == 0:
+        raise ValueError("ratio is empty (shape (0,)); need at least one sample")
+    bad = ~(np.isfinite(r) & (r > 0))
+    if np.any(bad):
+        i = tuple(int(k) for k in np.argwhere(bad)[0])
+        where = f" at index {i[0] if len(i) == 1 else i}" if i else ""
+        raise ValueError(
+            f"ratio must be finite and > 0 (it is pi_new(a|s) / pi_old(a|s) = exp(logp_new - logp_old)), "
+            f"got {float(r[i])!r}{where}"
+        )
+    return r
+
+
+def _eps(eps: float) -> float:
+    e = _array("eps", eps)
+    if e.shape != ():
+        raise ValueError(f"eps must be a single number, got shape {e.shape}")
+    value = float(e)
+    if not (0.0 < value < 1.0):
+        raise ValueError(f"eps must be a number in (0, 1) (the trust region is [1 - eps, 1 + eps]), got {value}")
+    return value
+
+
+def ppo_clip_loss(ratio: ArrayLike, advantages: ArrayLike, eps: float = 0.2) -> np.float64:
+    r"""PPO's clipped surrogate (Schulman et al. 2017), as a loss to minimize.
+
+    With the probability ratio :math:`\rho_i = \pi_\theta(a_i\mid s_i)/\pi_{\text{old}}(a_i\mid s_i)`
+    and advantage :math:`A_i`,
+
+    .. math:: \mathcal{L}^{\text{CLIP}} = \frac{1}{N}\sum_i \max\bigl(-A_i\rho_i,\;
+              -A_i\,\mathrm{clip}(\rho_i, 1-\varepsilon, 1+\varepsilon)\bigr)
+
+    the negative of :math:`E[\min(\rho A, \mathrm{clip}(\rho)A)]`: the pessimistic
+    bound.  A sample whose ratio has left the trust region *in the direction
+    its advantage pushes* (:math:`A > 0` and :math:`\rho > 1+\varepsilon`, or
+    :math:`A < 0` and :math:`\rho < 1-\varepsilon`) contributes the constant
+    :math:`-A(1\pm\varepsilon)` and so no gradient; inside the region, and where
+    the ratio moved against its advantage, the loss is :math:`-A\rho`, whose
+    gradient :math:`-A/N` pulls it back.
+
+    Computed as written in float64 (the mean by :func:`math.fsum`); nothing
+    overflows.  Shapes: ``ratio`` and ``advantages`` of the same shape (any,
+    non-empty: ``(N,)`` samples or ``(B, T)`` tokens); a scalar result.
+    ``ratio`` finite and > 0, ``advantages`` finite, ``eps`` in (0, 1).
+    """
+    rho = _ratio(ratio)
+    adv = _finite_array("advantages", advantages)
+    if adv.shape != rho.shape:
+        raise ValueError(f"advantages must have the shape of ratio {rho.shape}, got shape {adv.shape}")
+    e = _eps(eps)
+    per_sample = np.maximum(-adv * rho, -adv * np.clip(rho, 1.0 - e, 1.0 + e))
+    return np.float64(math.fsum(per_sample.ravel()) / per_sample.size)
+
+
+def clip_fraction(ratio: ArrayLike, eps: float = 0.2) -> np.float64:
+    r"""Fraction of samples whose ratio lies outside PPO's trust region.
+
+    .. math:: \text{clip\_fraction} = \frac{1}{N}\sum_i \bigl[\,|\rho_i - 1| > \varepsilon\,\bigr]
+
+    (the diagnostic TRL and Stable-Baselines log; a ratio exactly on the edge
+    :math:`1 \pm \varepsilon` is not counted, and clip does not move it).  Counted
+    whatever the sign of the advantage, so it is an upper bound on the
+    fraction whose gradient :func:`ppo_clip_loss` switches off.  A large value
+    means the policy moved far from the one that collected the batch.
+
+    Shapes: ``ratio`` any non-empty shape, finite and > 0; a scalar result.
+    """
+    rho = _ratio(ratio)
+    e = _eps(eps)
+    return np.float64(np.count_nonzero(np.abs(rho - 1.0) > e) / rho.size)
+
+
+# --------------------------------------------------------------------------
+# Monte-Carlo KL estimators and the adaptive KL coefficient
+
+
+# e^x - 1 - x = (x^2 / 2) * sum_{n>=0} x^n * 2 / (n+2)!  (|x| < 1/2: the first omitted term is < 1e-20)
+_K3_SERIES = tuple(2.0 / math.factorial(n + 2) for n in range(16))
+
+
+def _expm1_minus_x(x: np.ndarray) -> np.ndarray:
+    r""":math:`e^x - 1 - x \ge 0` to a few ulp for every float64 :math:`x`.
+
+    ``expm1(x) - x`` cancels for small :math:`|x|` (at :math:`x = 10^{-6}` it keeps
+    only ten of the sixteen digits); below :math:`|x| < 1/2` the Taylor series,
+    whose terms are all of one sign, is summed instead.  ``inf`` above
+    :math:`x > 709.78`, where the value exceeds the float64 range.
+    """
+    with np.errstate(over="ignore"):
+        out = np.expm1(x) - x
+    small = np.abs(x) < 0.5
+    if np.any(small):
+        xs = x[small]
+        s = np.full_like(xs, _K3_SERIES[-1])
+        for c in reversed(_K3_SERIES[:-1]):
+            s = s * xs + c
+        out[small] = 0.5 * xs * xs * s
+    return out
+
+
+def _sample_logprobs(name: str, x: ArrayLike) -> np.ndarray:
+    a = _finite_array(name, x)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty (shape {a.shape}); need at least one sample")
+    if np.any(a > 0):
+        raise ValueError(f"{name} must be log-probabilities (<= 0), got a largest value {float(a.max())!r}")
+    return a
+
+
+def kl_estimates(logp_policy: ArrayLike, logp_ref: ArrayLike) -> dict:
+    r"""Three per-sample estimators of :math:`\mathrm{KL}(\pi\,\|\,\pi_{\text{ref}})` (Schulman 2020).
+
+    For samples :math:`y \sim \pi` (the policy, *not* the reference) and the log
+    ratio :math:`\ell = \log\pi_{\text{ref}}(y) - \log\pi(y)`:
+
+    .. math:: k_1 = -\ell, \qquad k_2 = \tfrac{1}{2}\ell^2, \qquad k_3 = (e^{\ell} - 1) - \ell
+
+    * :math:`k_1` is unbiased, :math:`E_\pi[k_1] = \mathrm{KL}`, but a single
+      sample is negative whenever :math:`\pi_{\text{ref}}(y) > \pi(y)`, and its
+      variance is high.
+    * :math:`k_2 \ge 0` with low variance, but biased: :math:`E_\pi[k_2] \ne \mathrm{KL}`
+      in general (it is exact only to second order as :math:`\pi \to \pi_{\text{ref}}`).
+    * :math:`k_3 \ge 0` (as :math:`e^\ell \ge 1 + \ell`) *and* unbiased, because
+      :math:`E_\pi[e^\ell - 1] = \sum_y \pi_{\text{ref}}(y) - 1 = 0` adds a
+      zero-mean control variate to :math:`k_1`.
+
+    Stable form: :math:`k_3` is ``expm1(l) - l`` (never ``exp(l) - 1 - l``, which
+    loses every digit as :math:`\ell \to 0`), and for :math:`|\ell| < 1/2`, where
+    even that subtraction cancels, the Taylor series
+    :math:`\tfrac{\ell^2}{2}\sum_{n\ge0} \tfrac{2\ell^n}{(n+2)!}`; accurate to a
+    few ulp, and exactly :math:`\ge 0`.
+
+    Returns ``{"k1", "k2", "k3"}``: float64 arrays of the per-sample values, each
+    of the inputs' shape (NumPy scalars for scalar inputs); average them for the
+    estimate.
+    Shapes: ``logp_policy`` and ``logp_ref`` the same shape (any, non-empty),
+    finite log-probabilities (<= 0).
+    """
+    lp = _sample_logprobs("logp_policy", logp_policy)
+    lq = _sample_logprobs("logp_ref", logp_ref)
+    if lq.shape != lp.shape:
+        raise ValueError(
+            f"logp_policy and logp_ref must have the same shape, got {lp.shape} and {lq.shape}"
+        )
+    lr = np.atleast_1d(lq - lp)
+    k = {"k1": -lr, "k2": 0.5 * np.square(lr), "k3": _expm1_minus_x(lr)}
+    return {name: v.reshape(lp.shape)[()] for name, v in k.items()}
+
+
+class AdaptiveKLController:
+    r"""The adaptive KL coefficient of Ziegler et al. (2019), "Fine-Tuning Language Models from Human Preferences".
+
+    PPO maximizes :math:`r - \beta\,\mathrm{KL}`; rather than fix :math:`\beta`,
+    the controller steers the measured KL toward a target
+    :math:`\mathrm{KL}_{\text{target}}` with a clipped proportional update after
+    each batch of :math:`n` samples:
+
+    .. math:: e = \mathrm{clip}\Bigl(\frac{\mathrm{KL}_{\text{current}}}{\mathrm{KL}_{\text{target}}} - 1,\,
+              -0.2,\, 0.2\Bigr), \qquad
+              \beta \leftarrow \beta\,\Bigl(1 + e\,\frac{n}{H}\Bigr)
+
+    KL above the target raises :math:`\beta` (pull back toward the reference),
+    below it lowers :math:`\beta`; the clip at :math:`\pm 0.2` bounds the step,
+    and the horizon :math:`H` sets how fast :math:`\beta` moves (at most by a
+    factor :math:`1 \pm 0.2n/H` per update).
+
+    Args (shapes: all single numbers):
+        init_beta: the starting :math:`\beta > 0`.
+        target: :math:`\mathrm{KL}_{\text{target}} > 0` in nats (Ziegler et al.: 6 per prompt).
+        horizon: :math:`H > 0` in samples (Ziegler et al.: 10000).
+
+    The current coefficient is :attr:`value`.
+    """
+
+    def __init__(self, init_beta: float, target: float, horizon: float) -> None:
+        self.value = _beta(init_beta, "init_beta", positive=True)
+        self.target = _beta(target, "target", positive=True)
+        self.horizon = _beta(horizon, "horizon", positive=True)
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        r"""One step :math:`\beta \leftarrow \beta(1 + \mathrm{clip}(\mathrm{KL}/\mathrm{KL}_{\text{target}} - 1, \pm0.2)\,n/H)`; returns the new :math:`\beta`.
+
+        ``current_kl`` is the KL measured on the last batch (a finite number;
+        a Monte-Carlo estimate may be slightly negative), ``n_steps`` the
+        integer number of samples :math:`n \ge 0` it covered.  An update that would
+        make :math:`\beta \le 0` (only possible with :math:`n \ge 5H`) raises
+        ``ValueError``.  Shapes: single numbers in, a float out.
+        """
+        kl = _array("current_kl", current_kl)
+        if kl.shape != () or not math.isfinite(float(kl)):
+            raise ValueError(f"current_kl must be a single finite number, got {_checks.describe(current_kl)}")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 0:
+            raise ValueError(f"n_steps must be an integer >= 0, got {_checks.describe(n_steps)}")
+        error = min(max(float(kl) / self.target - 1.0, -0.2), 0.2)
+        multiplier = 1.0 + error * int(n_steps) / self.horizon
+        if multiplier <= 0:
+            raise ValueError(
+                f"n_steps={int(n_steps)} with horizon={self.horizon} would scale beta by {multiplier} <= 0; "
+                "use n_steps < 5 * horizon"
+            )
+        self.value *= multiplier
+        return self.value
