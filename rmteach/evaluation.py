@@ -170,7 +170,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     (:math:`c` = ``confidence``; the exact normal quantile from
     :class:`statistics.NormalDist`; :math:`z \approx 1.959964` for 95%):
 
-    .. math:: \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}}
+    .. math:: \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n}
+              + \frac{z^2}{4n^2}}}{1 + \frac{z^2}{n}}
 
     Unlike the Wald interval :math:`\hat p \pm z\sqrt{\hat p(1-\hat p)/n}` it
     stays inside :math:`[0, 1]` and does not collapse to a point at

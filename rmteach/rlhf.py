@@ -654,7 +654,10 @@ class AdaptiveKLController:
         self.horizon = _beta(horizon, "horizon", positive=True)
 
     def update(self, current_kl: float, n_steps: int) -> float:
-        r"""One step :math:`\beta \leftarrow \beta(1 + \mathrm{clip}(\mathrm{KL}/\mathrm{KL}_{\text{target}} - 1, \pm0.2)\,n/H)`; returns the new :math:`\beta`.
+        r"""One controller step; returns the new :math:`\beta` (also kept in :attr:`value`).
+
+        .. math:: \beta \leftarrow \beta\Bigl(1 + \mathrm{clip}\bigl(\mathrm{KL}/\mathrm{KL}_{\text{target}} - 1,
+                  -0.2, 0.2\bigr)\,\frac{n}{H}\Bigr)
 
         ``current_kl`` is the KL measured on the last batch (a finite number;
         a Monte-Carlo estimate may be slightly negative), ``n_steps`` the

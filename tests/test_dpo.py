@@ -403,7 +403,8 @@ class TestBadInput:
 
     @pytest.mark.parametrize("name", NAMES)
     def test_two_dimensional_logps_are_refused(self, rm, name):
-        with pytest.raises(ValueError, match=rf"{name} must be a scalar or a 1-D batch of shape \(B,\), got shape \(2, 1\)"):
+        message = rf"{name} must be a scalar or a 1-D batch of shape \(B,\), got shape \(2, 1\)"
+        with pytest.raises(ValueError, match=message):
             rm.dpo_loss(**{**GOOD, name: [[-1.0], [-2.0]]})
 
     def test_empty_batch(self, rm):
