@@ -8,6 +8,7 @@ wrong number.  This module needs only NumPy: importing it never imports torch.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -148,3 +149,18 @@ def check_ranked_rewards(name: str, shape: tuple) -> None:
         )
     if shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {shape}); need at least one prompt")
+
+
+def check_beta(beta: Any) -> float:
+    """DPO's ``beta``: one finite number > 0."""
+    arr = as_real_array("beta", beta)
+    if arr.shape != ():
+        raise ValueError(f"beta must be a single number, got shape {arr.shape}")
+    value = float(arr)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"beta must be a finite number > 0, got {value}: beta is the strength of the KL "
+            "constraint that keeps the policy near the reference model, and the implicit "
+            "reward beta * log(pi / pi_ref) is meaningless for beta <= 0"
+        )
+    return value

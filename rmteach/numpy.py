@@ -499,21 +499,6 @@ def soft_ranking_loss_grad(
 _DPO_LOGPS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
 
 
-def _check_beta(beta: float) -> float:
-    """DPO's ``beta``: one finite number > 0 (shared with :mod:`rmteach.torch`)."""
-    arr = _checks.as_real_array("beta", beta)
-    if arr.shape != ():
-        raise ValueError(f"beta must be a single number, got shape {arr.shape}")
-    value = float(arr)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"beta must be a finite number > 0, got {value}: beta is the strength of the KL "
-            "constraint that keeps the policy near the reference model, and the implicit "
-            "reward beta * log(pi / pi_ref) is meaningless for beta <= 0"
-        )
-    return value
-
-
 def _same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
     if a.shape != b.shape:
         raise ValueError(
@@ -553,7 +538,7 @@ def dpo_implicit_reward(policy_logps: ArrayLike, ref_logps: ArrayLike, beta: flo
     ``(B,)`` sequence log-probabilities, or ``(B, T)`` per token); the result has
     that shape.  ``beta`` > 0.
     """
-    b = _check_beta(beta)
+    b = _checks.check_beta(beta)
     p = _checks.as_real_array("policy_logps", policy_logps)
     r = _checks.as_real_array("ref_logps", ref_logps)
     _same_shape("policy_logps", p, "ref_logps", r)
@@ -607,6 +592,6 @@ def dpo_loss(
     a scalar result, or ``(B,)`` for ``reduction="none"``.
     """
     reduction = _checks.check_reduction(reduction)
-    b = _check_beta(beta)
+    b = _checks.check_beta(beta)
     pc, pr, rc, rr = _dpo_logps((policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps))
     return _reduce_pairs(_neg_log_sigmoid_inplace, _implicit(pc, rc, b), _implicit(pr, rr, b), None, None, reduction)

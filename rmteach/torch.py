@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from rmteach import _checks
-from rmteach.numpy import _check_beta  # one beta check for both modules (NumPy only)
 
 __all__ = [
     "log_sigmoid",
@@ -335,7 +334,7 @@ _DPO_LOGPS = ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps"
 def _beta_value(beta: float) -> float:
     if isinstance(beta, torch.Tensor):
         beta = beta.detach().cpu().numpy()
-    return _check_beta(beta)
+    return _checks.check_beta(beta)
 
 
 def _dpo_logps(values: tuple) -> list[torch.Tensor]:

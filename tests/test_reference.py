@@ -145,6 +145,9 @@ CASES = {
     "center_rewards": lambda rm, a, b: rm.center_rewards(np.stack([a, b], axis=1)),
     "soft_ranking_loss": lambda rm, a, b: rm.soft_ranking_loss(a, b, np.linspace(0, 1, a.size), "none"),
     "soft_ranking_loss_grad": lambda rm, a, b: rm.soft_ranking_loss_grad(a, b, 0.7)[0],
+    "dpo_loss/none": lambda rm, a, b: rm.dpo_loss(a, b, 0.5 * b, 0.5 * a, 0.1, "none"),
+    "dpo_loss/mean": lambda rm, a, b: rm.dpo_loss(a, b, 0.5 * b, 0.5 * a, 0.5),
+    "dpo_implicit_reward": lambda rm, a, b: rm.dpo_implicit_reward(a, b, 0.1),
 }
 
 
