@@ -20,8 +20,8 @@ import pytest
 
 from rmteach import numpy as rm
 from rmteach import widgets
-from rmteach._labdriver import parse_number
-from rmteach._plots import format_number
+from labdriver import parse_number
+from rmteach.widgets.panels import format_number
 
 REPO = Path(__file__).resolve().parents[1]
 SIGMA_1 = 0.7310585786300049  # sigma(1)

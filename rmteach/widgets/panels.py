@@ -1,4 +1,4 @@
-"""Private building blocks of :mod:`rmteach.widgets`: sliders, readouts and live plot panels.
+"""The building blocks of every explorer: sliders, readouts and live plot panels.
 
 The plots are bqplot figures: the browser draws them (SVG), so when a slider
 moves only the few numbers that changed travel to the page (a marker's
