@@ -3,12 +3,12 @@
     .venv/bin/python bench/latency.py [--presses 40] [--variants interact,rmteach,ipympl]
 
 For each variant a notebook is written to a temporary directory, a real
-JupyterLab is started on 127.0.0.1 (``rmteach._labdriver``, the same code the
+JupyterLab is started on 127.0.0.1 (``tests/labdriver.py``, the same code the
 browser test uses), the notebook is opened in headless Chromium and run, and
 the ``r_pref`` slider's handle gets ``--presses`` key presses (right, left,
 ...).  Each latency runs from the page's ``keydown`` event to the first
 animation frame after both the ``loss`` readout shows new text and the plot
-has changed on the page (see :func:`rmteach._labdriver.measure_key_latency`).
+has changed on the page (see ``labdriver.measure_key_latency`` in ``tests/``).
 
 Variants (the same two-panel figure: loss and gradient against the reward gap):
 
@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser harness
 
-from rmteach import _labdriver as lab  # noqa: E402
+import labdriver as lab  # noqa: E402
 
 TARGET_MS = 50.0
 

@@ -1,7 +1,7 @@
 """The explorers in a real browser: JupyterLab and Voilà on 127.0.0.1, headless Chromium.
 
 Each test starts its server with a token on a free port and private config,
-settings and runtime directories (``rmteach._labdriver``, the same code
+settings and runtime directories (``tests/labdriver.py``, the same code
 ``bench/latency.py`` uses), opens a copy of a notebook from a temporary
 directory (the committed notebooks are never opened, so never autosaved), moves
 sliders with the keyboard, and checks that the readouts show what
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from rmteach import _labdriver as lab
+import labdriver as lab
 from rmteach import numpy as rm
 
 REPO = Path(__file__).resolve().parents[1]
