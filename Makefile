@@ -61,20 +61,20 @@ bench: $(STAMP)
 	exit $$status
 
 assignments: $(STAMP)
-	$(PY) -m rmteach.autograde assignments --course $(COURSE)
+	$(PY) -m rmteach.grading assignments --course $(COURSE)
 
 autograde: $(STAMP)
-	$(PY) -m rmteach.autograde autograde --course $(COURSE) $(if $(FORCE),--force) \
+	$(PY) -m rmteach.grading autograde --course $(COURSE) $(if $(FORCE),--force) \
 		$(if $(WORKERS),--workers $(WORKERS)) --sandbox $(SANDBOX)
 
 feedback: $(STAMP)
-	$(PY) -m rmteach.autograde feedback --course $(COURSE)
+	$(PY) -m rmteach.grading feedback --course $(COURSE)
 
 grades: $(STAMP)
-	$(PY) -m rmteach.autograde grades --course $(COURSE)
+	$(PY) -m rmteach.grading grades --course $(COURSE)
 
 grade-demo: $(STAMP)
-	$(PY) -m rmteach.autograde demo
+	$(PY) -m rmteach.grading demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info

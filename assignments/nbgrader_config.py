@@ -1,7 +1,7 @@
 # nbgrader configuration of the rmteach course (nbgrader 0.9.x).
 #
 # Run nbgrader from this folder, or through `make assignments / autograde /
-# feedback / grades` (python -m rmteach.autograde), which passes this folder as
+# feedback / grades` (python -m rmteach.grading), which passes this folder as
 # --CourseDirectory.root. Every setting below is checked by tests/test_grading.py.
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
@@ -23,7 +23,7 @@ c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelA
 # Students need not be registered beforehand: autograde adds them to the gradebook.
 c.Autograde.create_student = True
 # A deleted test cell (or locked set-up cell, or answer cell) is put back where it
-# belongs and graded. rmteach.grading.RestoreDeletedCells does what nbgrader's
+# belongs and graded. rmteach.grading.preprocessors.RestoreDeletedCells does what nbgrader's
 # OverwriteCells.add_missing_cells does, without its KeyError when the cell before
 # the deleted one is a locked instruction cell, and with answer cells restored as
 # their empty stub (never the instructor's model answer).
@@ -32,8 +32,8 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "rmteach.grading.RestoreDeletedCells",
-    "rmteach.grading.GuardTestCells",
+    "rmteach.grading.preprocessors.RestoreDeletedCells",
+    "rmteach.grading.preprocessors.GuardTestCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 # Student code shares the kernel with the tests. GuardTestCells adds a first cell that
@@ -46,7 +46,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.Execute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "rmteach.grading.LimitOutputSize",
+    "rmteach.grading.preprocessors.LimitOutputSize",
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
@@ -63,20 +63,20 @@ c.IgnorePattern.pattern = r"\b[A-Za-z]*Warning\b"
 # would quote them are dropped.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "rmteach.grading.HideHiddenTestTracebacks",
+    "rmteach.grading.preprocessors.HideHiddenTestTracebacks",
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
 # --- sandbox -----------------------------------------------------------------
-# Every student kernel runs in a bubblewrap sandbox (rmteach/sandbox.py): no course
+# Every student kernel runs in a bubblewrap sandbox (rmteach/grading/sandbox.py): no course
 # files (source/, gradebook.db, other students), no network, bounded memory, CPU and
 # wall-clock time. RMTEACH_SANDBOX (make autograde SANDBOX=...) chooses: "auto"
 # (sandbox when available; `make autograde` says loudly when it is not), "require"
 # (refuse to grade unsandboxed) or "off". Plain `nbgrader autograde` gets it too.
 import os as _os  # noqa: E402
 
-from rmteach.sandbox import configure_nbgrader as _configure_sandbox  # noqa: E402
+from rmteach.grading.sandbox import configure_nbgrader as _configure_sandbox  # noqa: E402
 
 _sandbox_mode = _os.environ.get("RMTEACH_SANDBOX", "auto").strip().lower() or "auto"
 _sandboxed, _sandbox_message = _configure_sandbox(

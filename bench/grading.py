@@ -11,7 +11,7 @@ copy of that course:
 
 * serial: the plain CLI, ``nbgrader autograde "*"`` (one process, one student
   after another), as an instructor would run it;
-* parallel: :func:`rmteach.autograde.autograde` with the default number of
+* parallel: :func:`rmteach.grading.pipeline.autograde` with the default number of
   workers (one per core) or ``--workers``.
 
 Both use the same sandbox mode (``--sandbox``, default ``auto``: bubblewrap when
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmteach import autograde as ag  # noqa: E402
+from rmteach.grading import course as gcourse, pipeline, demo as gdemo, release, gradebook as gbook  # noqa: E402
 
 TARGET_RATIO = 1.7
 DEFAULT_ASSIGNMENTS = ("01_preference_probability", "02_ranking_loss")
@@ -45,7 +45,7 @@ def keep_rules():
 
     def nth(k: int, offset: int):
         def make(nb):
-            ids = ag.answer_cells(nb)
+            ids = gdemo.answer_cells(nb)
             kept = set(ids[offset::k])
             return lambda gid: gid in kept
         return make
@@ -53,16 +53,16 @@ def keep_rules():
     return {
         "full": lambda nb: (lambda gid: True),
         "untouched": lambda nb: (lambda gid: False),
-        "every-other": ag.partial_keep,
+        "every-other": gdemo.partial_keep,
         "first-of-three": nth(3, 0),
         "second-of-three": nth(3, 1),
-        "all-but-every-third": lambda nb: (lambda gid, k=set(ag.answer_cells(nb)[2::3]): gid not in k),
+        "all-but-every-third": lambda nb: (lambda gid, k=set(gdemo.answer_cells(nb)[2::3]): gid not in k),
     }
 
 
 def build(root: Path, students: int, assignments: list[str], log=print) -> tuple[Path, dict]:
-    course = ag.copy_course(ag.REPO_COURSE, root / "base")
-    ag.generate_assignments(course, assignments, validate=False, log=log)
+    course = gcourse.copy_course(gcourse.REPO_COURSE, root / "base")
+    release.generate_assignments(course, assignments, validate=False, log=log)
     rules = keep_rules()
     kinds = list(rules)
     chosen = {f"s{i:02d}": (kinds[i % len(kinds)], rules[kinds[i % len(kinds)]]) for i in range(students)}
@@ -71,12 +71,12 @@ def build(root: Path, students: int, assignments: list[str], log=print) -> tuple
         for student, (_, make_keep) in chosen.items():
             notebooks, total = {}, 0.0
             for src in sorted((course / "source" / assignment).glob("*.ipynb")):
-                source_nb = ag._read_nb(src)
-                release_nb = ag._read_nb(course / "release" / assignment / src.name)
+                source_nb = gcourse._read_nb(src)
+                release_nb = gcourse._read_nb(course / "release" / assignment / src.name)
                 keep = make_keep(source_nb)
-                notebooks[src.name] = ag.build_submission(release_nb, source_nb, keep)
-                total += ag.expected_auto_score(source_nb, keep)
-            ag.write_submission(course, student, assignment, notebooks)
+                notebooks[src.name] = gdemo.build_submission(release_nb, source_nb, keep)
+                total += gdemo.expected_auto_score(source_nb, keep)
+            gdemo.write_submission(course, student, assignment, notebooks)
             expected[(student, assignment)] = total
     return course, expected
 
@@ -86,54 +86,54 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=20)
     parser.add_argument("--assignments", default=",".join(DEFAULT_ASSIGNMENTS))
     parser.add_argument("--workers", type=int, default=None, help="default: one per core")
-    parser.add_argument("--sandbox", choices=ag.SANDBOX_MODES, default="auto")
+    parser.add_argument("--sandbox", choices=pipeline.SANDBOX_MODES, default="auto")
     args = parser.parse_args(argv)
     assignments = [a for a in args.assignments.split(",") if a]
     tmp = Path(tempfile.mkdtemp(prefix="rmteach-bench-grading-"))
     try:
         base, expected = build(tmp, args.students, assignments, log=lambda *_: None)
         n = len(expected)
-        sandboxed, message = ag.sandbox_state(base, args.sandbox)
+        sandboxed, message = pipeline.sandbox_state(base, args.sandbox)
         print(f"{n} submissions ({args.students} students x {len(assignments)} assignments), "
-              f"{ag._cpu_count()} core(s); {message}")
+              f"{pipeline._cpu_count()} core(s); {message}")
         serial, parallel = tmp / "serial", tmp / "parallel"
         for dst in (serial, parallel):
             shutil.copytree(base, dst)
 
-        old = os.environ.get(ag.SANDBOX_ENV)
-        os.environ[ag.SANDBOX_ENV] = "require" if sandboxed else "off"  # both runs in the same mode
+        old = os.environ.get(pipeline.SANDBOX_ENV)
+        os.environ[pipeline.SANDBOX_ENV] = "require" if sandboxed else "off"  # both runs in the same mode
         try:
             t0 = time.monotonic()
-            proc = ag.run_nbgrader(serial, "autograde", "*", check=False)
+            proc = gcourse.run_nbgrader(serial, "autograde", "*", check=False)
             t_serial = time.monotonic() - t0
         finally:
             if old is None:
-                os.environ.pop(ag.SANDBOX_ENV, None)
+                os.environ.pop(pipeline.SANDBOX_ENV, None)
             else:
-                os.environ[ag.SANDBOX_ENV] = old
+                os.environ[pipeline.SANDBOX_ENV] = old
         print(f"serial   nbgrader autograde \"*\" (one process):       {t_serial:7.1f} s "
               f"({t_serial / n:.2f} s per submission, exit {proc.returncode})")
 
         t0 = time.monotonic()
-        results = ag.autograde(parallel, workers=args.workers, sandbox="require" if sandboxed else "off",
+        results = pipeline.autograde(parallel, workers=args.workers, sandbox="require" if sandboxed else "off",
                                log=lambda *_: None)
         t_parallel = time.monotonic() - t0
-        workers = args.workers or ag._cpu_count()
-        print(f"parallel rmteach.autograde.autograde ({workers} workers): {t_parallel:7.1f} s "
+        workers = args.workers or pipeline._cpu_count()
+        print(f"parallel rmteach.grading.pipeline.autograde ({workers} workers): {t_parallel:7.1f} s "
               f"({t_parallel / n:.2f} s per submission)")
 
         problems = []
         failed = [f"{r.student}/{r.assignment}: {r.status}" for r in results if r.failed]
         problems += [f"parallel run failed {x}" for x in failed]
-        snap_serial = ag.gradebook_snapshot(serial / "gradebook.db")
-        snap_parallel = ag.gradebook_snapshot(parallel / "gradebook.db")
+        snap_serial = gbook.gradebook_snapshot(serial / "gradebook.db")
+        snap_parallel = gbook.gradebook_snapshot(parallel / "gradebook.db")
         for table in snap_serial:
             if snap_serial[table] != snap_parallel[table]:
                 only_s = [r for r in snap_serial[table] if r not in snap_parallel[table]]
                 only_p = [r for r in snap_parallel[table] if r not in snap_serial[table]]
                 problems.append(f"gradebooks differ in {table}: {len(snap_serial[table])} serial row(s), "
                                 f"{len(snap_parallel[table])} parallel; serial only {only_s[:2]}, parallel only {only_p[:2]}")
-        rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(parallel)}
+        rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(parallel)}
         wrong = [f"{k}: {rows[k]['auto_score']:g} != {v:g}" for k, v in expected.items() if abs(rows[k]["auto_score"] - v) > 1e-9]
         problems += [f"score not as expected {w}" for w in wrong]
         print(f"gradebooks: {sum(len(v) for v in snap_serial.values())} rows serial, "

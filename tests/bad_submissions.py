@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Optional
 
 import nbformat
 
-from rmteach.autograde import build_submission, cell_dependencies, partial_keep
+from rmteach.grading.demo import build_submission, cell_dependencies, partial_keep
 
 ASSIGNMENT = "03_gradients_and_updates"
 NOTEBOOK = "gradients_and_updates.ipynb"

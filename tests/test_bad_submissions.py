@@ -2,7 +2,7 @@
 
 Builds every kind of bad submission from the release of assignment 03 in a
 temporary copy of the course, autogrades them all with two honest students in
-ONE batch (``rmteach.autograde.autograde``), and checks for every kind: the
+ONE batch (``rmteach.grading.pipeline.autograde``), and checks for every kind: the
 points of every test cell (from the gradebook), the status (graded, or failed
 and told apart from a real 0 in the CSV export), a log line saying why, that
 the batch finished, that the honest students got the same grades as when
@@ -30,9 +30,9 @@ import nbformat  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bad_submissions as bad  # noqa: E402
 
-from rmteach import autograde as ag  # noqa: E402
-from rmteach.sandbox import sandbox_available  # noqa: E402
-from rmteach.submissions import cell_report, prepare_submission  # noqa: E402
+from rmteach.grading import course as gcourse, pipeline, release, gradebook as gbook  # noqa: E402
+from rmteach.grading.sandbox import sandbox_available  # noqa: E402
+from rmteach.grading.repair import cell_report, prepare_submission  # noqa: E402
 
 
 TEST_CONFIG = """
@@ -71,13 +71,13 @@ def sandboxed() -> bool:
 def released(tmp_path_factory):
     """A course copy with assignment 03 released (config with short bounds)."""
     root = tmp_path_factory.mktemp("bad-subs")
-    course = ag.copy_course(ag.REPO_COURSE, root / "course")
+    course = gcourse.copy_course(gcourse.REPO_COURSE, root / "course")
     for other in (course / "source").iterdir():
         if other.name != bad.ASSIGNMENT:
             shutil.rmtree(other)
     with open(course / "nbgrader_config.py", "a") as fh:
         fh.write(TEST_CONFIG)
-    ag.generate_assignments(course, [bad.ASSIGNMENT], validate=False, log=lambda *a: None)
+    release.generate_assignments(course, [bad.ASSIGNMENT], validate=False, log=lambda *a: None)
     release_nb = nbformat.read(course / "release" / bad.ASSIGNMENT / bad.NOTEBOOK, as_version=4)
     source_nb = nbformat.read(course / "source" / bad.ASSIGNMENT / bad.NOTEBOOK, as_version=4)
     return course, release_nb, source_nb
@@ -92,7 +92,7 @@ def alone(released, tmp_path_factory):
     good = [make(rel, src) for make in bad.GOOD]
     for kind in good:
         _write(clean, kind)
-    results = ag.autograde(clean, workers=2, log=lambda *a: None)
+    results = pipeline.autograde(clean, workers=2, log=lambda *a: None)
     assert all(r.status == "graded" for r in results), [(r.student, r.status) for r in results]
     return {kind.student: _grades(clean, kind.student) for kind in good}
 
@@ -105,12 +105,12 @@ def batch(released, sandboxed):
     for kind in kinds:
         _write(course, kind)
     lines: list[str] = []
-    first = ag.autograde(course, workers=2, log=lines.append)
+    first = pipeline.autograde(course, workers=2, log=lines.append)
     grades1 = {k.student: _grades(course, k.student) for k in kinds}
-    rows = ag.grade_rows(course)
-    csv_path = ag.write_csv(rows, course / "grades.csv")
+    rows = gbook.grade_rows(course)
+    csv_path = gbook.write_csv(rows, course / "grades.csv")
     reports = {k.student: cell_report(course, k.student, bad.ASSIGNMENT) for k in kinds}
-    second = ag.autograde(course, force=True, workers=2, log=lines.append)
+    second = pipeline.autograde(course, force=True, workers=2, log=lines.append)
     grades2 = {k.student: _grades(course, k.student) for k in kinds}
     return dict(course=course, kinds={k.student: k for k in kinds}, first=first, second=second, lines=lines,
                 grades1=grades1, grades2=grades2, csv=csv_path, reports=reports)

@@ -1,4 +1,4 @@
-"""rmteach.grading (the checks test cells call) and rmteach.autograde (the whole nbgrader pipeline).
+"""rmteach.grading (the checks test cells call) and the rest of rmteach.grading (the whole nbgrader pipeline).
 
 The pipeline tests work on a temporary copy of ``assignments/`` (never on the
 repo's folder) and run nbgrader once per step for every student together:
@@ -30,7 +30,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from rmteach import autograde as ag
+from rmteach.grading import course as gcourse, pipeline, demo as gdemo, release, gradebook as gbook
 from rmteach import grading as g
 from rmteach import numpy as rm
 
@@ -186,7 +186,7 @@ def test_importing_grading_imports_neither_torch_nor_nbgrader():
 
 
 def test_cli_bad_course_names_the_argument(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rmteach.autograde", "grades", "--course", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "rmteach.grading", "grades", "--course", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--course" in proc.stderr and "no nbgrader_config.py" in proc.stderr
@@ -194,7 +194,7 @@ def test_cli_bad_course_names_the_argument(tmp_path):
 
 def test_dependencies_follow_names_through_answer_cells():
     nb = nbformat.read(COURSE / "source" / A3 / "gradients_and_updates.ipynb", as_version=4)
-    deps = ag.cell_dependencies(nb)
+    deps = gdemo.cell_dependencies(nb)
     assert deps["gradient_step_tests"] == {"gradient_step_impl", "ranking_loss_grad_impl"}
     assert deps["q06_new_scores_check"] == {"q06_numbers", "gradient_step_impl", "ranking_loss_grad_impl"}
     assert deps["q17_outcome"] == {"q17_answers"}
@@ -216,23 +216,23 @@ def _set_source(nb, grade_id, source):
 
 
 def _submit(course, student, assignment, nb_name, nb):
-    ag.write_submission(course, student, assignment, {nb_name: nb})
+    gdemo.write_submission(course, student, assignment, {nb_name: nb})
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     """Release, submit, autograde once, write feedback: returns what every test reads."""
-    course = ag.copy_course(COURSE, tmp_path_factory.mktemp("course"))
+    course = gcourse.copy_course(COURSE, tmp_path_factory.mktemp("course"))
     with open(course / "nbgrader_config.py", "a") as fh:
         fh.write(f"\nc.Execute.timeout = {TIMEOUT}  # test copy only\n")
     log = []
-    ag.generate_assignments(course, log=log.append)  # validates sources and (inverted) releases
-    expected = ag.make_demo_submissions(course)
+    release.generate_assignments(course, log=log.append)  # validates sources and (inverted) releases
+    expected = gdemo.make_demo_submissions(course)
 
     def full(assignment, name):
         src = nbformat.read(course / "source" / assignment / name, as_version=4)
         rel = nbformat.read(course / "release" / assignment / name, as_version=4)
-        return src, ag.build_submission(rel, src, lambda gid: True)
+        return src, gdemo.build_submission(rel, src, lambda gid: True)
 
     nb1 = "preference_probability.ipynb"
     src1, dee = full(A1, nb1)
@@ -264,10 +264,10 @@ def graded(tmp_path_factory):
     _set_source(hal, "preference_probability_impl", "def preference_probability(r_a, r_b):\n    while True:\n        pass")
     _submit(course, "hal", A1, nb1, hal)
 
-    results = ag.autograde(course, log=log.append)
+    results = pipeline.autograde(course, log=log.append)
     problems = [f"{r.student}/{r.assignment}: {r.status}" for r in results if r.failed]
-    feedback = ag.generate_feedback(course, log=log.append)
-    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
+    feedback = release.generate_feedback(course, log=log.append)
+    rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
     return types.SimpleNamespace(course=course, expected=expected, problems=problems, feedback=feedback,
                                  rows=rows, log=log, src1=src1)
 
@@ -281,7 +281,7 @@ def cell_scores(course, student, assignment, notebook):
 
 
 def test_sources_validate_and_releases_fail_every_test(graded):
-    names = ag.course_assignments(graded.course)
+    names = gcourse.course_assignments(graded.course)
     assert len(names) == 5
     for name in names:
         assert any(line.startswith("validate ") and f"source/{name}/" in line and line.endswith("s)") and ": OK" in line
@@ -299,7 +299,7 @@ def test_release_holds_no_solution_hidden_test_or_rubric(graded):
 
 
 def test_demo_students_get_the_expected_scores(graded):
-    for name in ag.course_assignments(graded.course):
+    for name in gcourse.course_assignments(graded.course):
         ada, ben, cy = (graded.rows[(s, name)] for s in ("ada", "ben", "cy"))
         assert ada["auto_score"] == ada["auto_max"] > 0
         assert ada["manual_pending"] == ada["manual_max"]  # written answers wait for a person
@@ -393,13 +393,13 @@ def test_feedback_shows_grades_and_visible_tests_but_no_hidden_test(graded):
 
 
 def test_csv_export_has_the_expected_scores(graded, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rmteach.autograde", "grades", "--course", str(graded.course),
+    proc = subprocess.run([sys.executable, "-m", "rmteach.grading", "grades", "--course", str(graded.course),
                            "--csv", str(tmp_path / "grades.csv")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "autograded" in proc.stdout
     with open(tmp_path / "grades.csv") as fh:
         rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
-    assert list(next(iter(rows.values()))) == ag.GRADE_COLUMNS
+    assert list(next(iter(rows.values()))) == gbook.GRADE_COLUMNS
     for (student, assignment), want in graded.expected.items():
         row = rows[(student, assignment)]
         assert float(row["auto_score"]) == want
@@ -410,17 +410,18 @@ def test_csv_export_has_the_expected_scores(graded, tmp_path):
 
 
 def test_course_config_sets_every_safeguard():
-    cfg = ag._course_config(COURSE)
+    cfg = gcourse._course_config(COURSE)
     assert 0 < cfg.Execute.timeout <= 120 and cfg.Execute.interrupt_on_timeout
     assert cfg.IgnorePattern.enabled
     for text in ("RuntimeWarning: overflow encountered in exp", "UserWarning: converting", "DeprecationWarning: x"):
         assert re.search(cfg.IgnorePattern.pattern, text), text
     assert not re.search(cfg.IgnorePattern.pattern, "Traceback (most recent call last)")
     assert "nbgrader.preprocessors.ClearHiddenTests" in cfg.GenerateFeedback.preprocessors
-    assert "rmteach.grading.HideHiddenTestTracebacks" in cfg.GenerateFeedback.preprocessors
-    assert cfg.OverwriteCells.add_missing_cells and "rmteach.grading.RestoreDeletedCells" in cfg.Autograde.sanitize_preprocessors
+    assert "rmteach.grading.preprocessors.HideHiddenTestTracebacks" in cfg.GenerateFeedback.preprocessors
+    assert cfg.OverwriteCells.add_missing_cells and "rmteach.grading.preprocessors.RestoreDeletedCells" in cfg.Autograde.sanitize_preprocessors
     assert cfg.Autograde.create_student
     # the plug-ins resolve the way nbgrader imports them
     from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
-    assert issubclass(g.RestoreDeletedCells, OverwriteCells)
-    assert issubclass(g.HideHiddenTestTracebacks, NbGraderPreprocessor)
+    from traitlets.utils.importstring import import_item
+    assert issubclass(import_item("rmteach.grading.preprocessors.RestoreDeletedCells"), OverwriteCells)
+    assert issubclass(import_item("rmteach.grading.preprocessors.HideHiddenTestTracebacks"), NbGraderPreprocessor)

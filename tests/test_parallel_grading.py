@@ -1,4 +1,4 @@
-"""rmteach.autograde.autograde: parallel workers grade like serial nbgrader, survive dying
+"""rmteach.grading.pipeline.autograde: parallel workers grade like serial nbgrader, survive dying
 workers and hanging jobs, export a status per submission, and sandbox by default.
 
 One temporary course (module fixture) with six submissions of two assignments
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from rmteach import autograde as ag
-from rmteach import sandbox as sb
+from rmteach.grading import course as gcourse, pipeline, demo as gdemo, release, gradebook as gbook
+from rmteach.grading import sandbox as sb
 
 A1, A2 = "01_preference_probability", "02_ranking_loss"
 NB1 = "preference_probability.ipynb"
-STUDENTS = {"ada": lambda nb: (lambda gid: True), "ben": lambda nb: (lambda gid: False), "cy": ag.partial_keep}
+STUDENTS = {"ada": lambda nb: (lambda gid: True), "ben": lambda nb: (lambda gid: False), "cy": gdemo.partial_keep}
 CELL_TIMEOUT = 5  # seconds per cell in the test copies (the course uses 60)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SANDBOXED, SANDBOX_WHY = sb.sandbox_available()
@@ -37,12 +37,12 @@ def _submissions(course: Path) -> dict:
         for student, make_keep in STUDENTS.items():
             notebooks, total = {}, 0.0
             for src in sorted((course / "source" / assignment).glob("*.ipynb")):
-                source_nb = ag._read_nb(src)
+                source_nb = gcourse._read_nb(src)
                 keep = make_keep(source_nb)
-                notebooks[src.name] = ag.build_submission(ag._read_nb(course / "release" / assignment / src.name),
+                notebooks[src.name] = gdemo.build_submission(gcourse._read_nb(course / "release" / assignment / src.name),
                                                           source_nb, keep)
-                total += ag.expected_auto_score(source_nb, keep)
-            ag.write_submission(course, student, assignment, notebooks)
+                total += gdemo.expected_auto_score(source_nb, keep)
+            gdemo.write_submission(course, student, assignment, notebooks)
             expected[(student, assignment)] = total
     return expected
 
@@ -50,10 +50,10 @@ def _submissions(course: Path) -> dict:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """A released course with six good submissions, nothing graded yet."""
-    course = ag.copy_course(ag.REPO_COURSE, tmp_path_factory.mktemp("par") / "base")
+    course = gcourse.copy_course(gcourse.REPO_COURSE, tmp_path_factory.mktemp("par") / "base")
     with open(course / "nbgrader_config.py", "a") as fh:
         fh.write(f"\nc.Execute.timeout = {CELL_TIMEOUT}  # test copy only\n")
-    ag.generate_assignments(course, [A1, A2], validate=False, log=lambda *_: None)
+    release.generate_assignments(course, [A1, A2], validate=False, log=lambda *_: None)
     return course, _submissions(course)
 
 
@@ -69,28 +69,28 @@ def both(base, tmp_path_factory):
     root = tmp_path_factory.mktemp("both")
     serial, parallel = _copy(course, root / "serial"), _copy(course, root / "parallel")
     mode = "require" if SANDBOXED else "off"
-    env_before = os.environ.get(ag.SANDBOX_ENV)
-    os.environ[ag.SANDBOX_ENV] = mode
+    env_before = os.environ.get(pipeline.SANDBOX_ENV)
+    os.environ[pipeline.SANDBOX_ENV] = mode
     try:
-        proc = ag.run_nbgrader(serial, "autograde", "*", check=False)
+        proc = gcourse.run_nbgrader(serial, "autograde", "*", check=False)
     finally:
         if env_before is None:
-            os.environ.pop(ag.SANDBOX_ENV, None)
+            os.environ.pop(pipeline.SANDBOX_ENV, None)
         else:
-            os.environ[ag.SANDBOX_ENV] = env_before
+            os.environ[pipeline.SANDBOX_ENV] = env_before
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     log: list[str] = []
-    results = ag.autograde(parallel, workers=2, sandbox=mode, log=log.append)
+    results = pipeline.autograde(parallel, workers=2, sandbox=mode, log=log.append)
     return dict(serial=serial, parallel=parallel, results=results, log=log, expected=expected)
 
 
 def test_parallel_grades_equal_serial_nbgrader_row_for_row(both):
-    serial = ag.gradebook_snapshot(both["serial"] / "gradebook.db")
-    parallel = ag.gradebook_snapshot(both["parallel"] / "gradebook.db")
+    serial = gbook.gradebook_snapshot(both["serial"] / "gradebook.db")
+    parallel = gbook.gradebook_snapshot(both["parallel"] / "gradebook.db")
     assert len(serial["submitted_assignment"]) == 6 and len(serial["grade"]) > 6 * 5
     for table in serial:  # every grade and comment of every cell, no row lost or doubled
         assert parallel[table] == serial[table], table
-    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(both["parallel"])}
+    rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(both["parallel"])}
     for key, want in both["expected"].items():
         assert rows[key]["auto_score"] == want, key
     assert rows[("ada", A2)]["auto_score"] == rows[("ada", A2)]["auto_max"] > 0
@@ -121,20 +121,20 @@ def test_students_files_are_never_changed(base, both):
 
 def test_status_column_in_csv_and_idempotent_rerun(both, tmp_path):
     course = _copy(both["parallel"], tmp_path / "course")
-    before = ag.gradebook_snapshot(course / "gradebook.db")
+    before = gbook.gradebook_snapshot(course / "gradebook.db")
     log: list[str] = []
     # without force: nothing to do (already graded), grades untouched
-    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    results = pipeline.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
     assert results == [] and any("skipping 6 submission(s) already autograded" in ln for ln in log)
     # with force: everything regraded, the same rows again
-    results = ag.autograde(course, force=True, workers=2, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
+    results = pipeline.autograde(course, force=True, workers=2, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
     assert len(results) == 6 and not any(r.failed for r in results)
-    assert ag.gradebook_snapshot(course / "gradebook.db") == before
+    assert gbook.gradebook_snapshot(course / "gradebook.db") == before
     # a student with no submission of A2: "not submitted"; the CSV carries the status
     (course / "submitted" / "dot" / A1).mkdir(parents=True)
     (course / "submitted" / "dot" / A1 / NB1).write_text("{ not json")
-    ag.autograde(course, workers=1, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
-    path = ag.write_csv(ag.grade_rows(course), tmp_path / "grades.csv")
+    pipeline.autograde(course, workers=1, sandbox="auto" if SANDBOXED else "off", log=lambda *_: None)
+    path = gbook.write_csv(gbook.grade_rows(course), tmp_path / "grades.csv")
     with open(path) as fh:
         rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(fh)}
     assert rows[("ada", A1)]["status"] == "needs manual grading"
@@ -142,39 +142,39 @@ def test_status_column_in_csv_and_idempotent_rerun(both, tmp_path):
     assert rows[("dot", A1)]["status"].startswith("failed: ") and float(rows[("dot", A1)]["auto_score"]) == 0
     assert rows[("dot", A2)]["status"] == "not submitted"
     # the good students' grades are the same as before the bad one came in
-    after = ag.gradebook_snapshot(course / "gradebook.db")
+    after = gbook.gradebook_snapshot(course / "gradebook.db")
     assert [r for r in after["grade"] if r[1] != "dot"] == before["grade"]
 
 
 def _kernel_killer(course: Path) -> None:
     """eve's A1 answer cell ends the kernel's Python process (os._exit)."""
-    src = ag._read_nb(course / "source" / A1 / NB1)
-    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    src = gcourse._read_nb(course / "source" / A1 / NB1)
+    nb = gdemo.build_submission(gcourse._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
     for cell in nb.cells:
-        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+        if gcourse._meta(cell).get("grade_id") == "preference_probability_impl":
             cell.source = "import os\nos._exit(3)"
-    ag.write_submission(course, "eve", A1, {NB1: nb})
+    gdemo.write_submission(course, "eve", A1, {NB1: nb})
 
 
 def _hanger(course: Path) -> None:
     """hal's A1 answer cell blocks in a way no interrupt stops (signals ignored, sleep in C)."""
-    src = ag._read_nb(course / "source" / A1 / NB1)
-    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    src = gcourse._read_nb(course / "source" / A1 / NB1)
+    nb = gdemo.build_submission(gcourse._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
     for cell in nb.cells:
-        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+        if gcourse._meta(cell).get("grade_id") == "preference_probability_impl":
             cell.source = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                            "while True:\n    time.sleep(1000)")
-    ag.write_submission(course, "hal", A1, {NB1: nb})
+    gdemo.write_submission(course, "hal", A1, {NB1: nb})
 
 
 def test_a_dead_kernel_and_a_hung_job_fail_alone(both, tmp_path):
     course = _copy(both["parallel"], tmp_path / "course")
-    before = ag.gradebook_snapshot(course / "gradebook.db")
+    before = gbook.gradebook_snapshot(course / "gradebook.db")
     _kernel_killer(course)
     _hanger(course)
     log: list[str] = []
     t0 = time.monotonic()
-    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append,
+    results = pipeline.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append,
                            job_timeout=40)
     took = time.monotonic() - t0
     by = {(r.student, r.assignment): r for r in results}
@@ -184,12 +184,12 @@ def test_a_dead_kernel_and_a_hung_job_fail_alone(both, tmp_path):
     assert hal.startswith("failed: ") and ("could not be interrupted" in hal or "took longer than 40 s" in hal), hal
     assert took < 150, took  # the hung job was stopped (job_timeout, cell timeout or the kernel's limit)
     assert any(ln.startswith("[2/2]") and "failures so far: 2" in ln for ln in log), log
-    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
+    rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
     assert rows[("eve", A1)]["status"].startswith("failed: ") and rows[("hal", A1)]["status"].startswith("failed: ")
-    after = ag.gradebook_snapshot(course / "gradebook.db")
+    after = gbook.gradebook_snapshot(course / "gradebook.db")
     assert [r for r in after["grade"] if r[1] not in ("eve", "hal")] == before["grade"]  # nobody else touched
     # no process of the run is left behind
-    assert not [p for p in ag._descendants(os.getpid()) if _cmdline(p).find("rmteach.autograde") >= 0]
+    assert not [p for p in pipeline._descendants(os.getpid()) if _cmdline(p).find("rmteach.grading") >= 0]
 
 
 def _cmdline(pid: int) -> str:
@@ -204,7 +204,7 @@ def test_a_killed_worker_is_replaced_and_its_job_recorded_failed(both, tmp_path,
     course = _copy(both["parallel"], tmp_path / "course")
     for d in (course / "autograded").iterdir():
         shutil.rmtree(d)
-    real_worker = ag._Worker
+    real_worker = pipeline._Worker
     victims = []
 
     class Doomed(real_worker):
@@ -214,28 +214,28 @@ def test_a_killed_worker_is_replaced_and_its_job_recorded_failed(both, tmp_path,
                 victims.append(job)
                 os.kill(self.proc.pid, 9)
 
-    monkeypatch.setattr(ag, "_Worker", Doomed)
+    monkeypatch.setattr(pipeline, "_Worker", Doomed)
     log: list[str] = []
-    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    results = pipeline.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
     by = {(r.student, r.assignment): r for r in results}
     assert len(by) == 6
     assert by[("ben", A1)].status.startswith("failed: the grading worker died"), by[("ben", A1)]
     assert all(r.status == "graded" for k, r in by.items() if k != ("ben", A1))
-    rows = {(r["student"], r["assignment"]): r for r in ag.grade_rows(course)}
+    rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
     assert rows[("ada", A1)]["auto_score"] == both["expected"][("ada", A1)]
     # running again grades the failed one (failed submissions are always retried)
-    results = ag.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
+    results = pipeline.autograde(course, workers=2, sandbox="auto" if SANDBOXED else "off", log=log.append)
     assert [(r.student, r.assignment, r.status) for r in results] == [("ben", A1, "graded")]
 
 
 @pytest.mark.skipif(not SANDBOXED and not IN_CI, reason=f"no sandbox here: {SANDBOX_WHY}")
 def test_sandbox_is_on_by_default():
     assert SANDBOXED, f"CI=true requires the sandbox: {SANDBOX_WHY}"
-    on, message = ag.sandbox_state(ag.REPO_COURSE, ag.sandbox_mode(None) if not os.environ.get(ag.SANDBOX_ENV) else "auto")
+    on, message = pipeline.sandbox_state(gcourse.REPO_COURSE, pipeline.sandbox_mode(None) if not os.environ.get(pipeline.SANDBOX_ENV) else "auto")
     assert on and message.startswith("sandbox: bubblewrap"), message
-    cfg = ag._course_config(ag.REPO_COURSE)
+    cfg = gcourse._course_config(gcourse.REPO_COURSE)
     assert sb.SANDBOXED_EXECUTE in cfg.Autograde.autograde_preprocessors
-    assert str(ag.REPO_COURSE.resolve() / "source") in cfg.SandboxKernelManager.protected_paths
+    assert str(gcourse.REPO_COURSE.resolve() / "source") in cfg.SandboxKernelManager.protected_paths
 
 
 def test_the_graded_kernels_really_run_in_the_sandbox(both):
@@ -247,14 +247,14 @@ def test_unavailable_sandbox_is_said_loudly_and_require_refuses(base, tmp_path, 
     course = _copy(base[0], tmp_path / "course")
     monkeypatch.setattr(sb, "_probe", lambda bwrap: (False, "bubblewrap (bwrap) is not installed (simulated)"))
     log: list[str] = []
-    results = ag.autograde(course, workers=1, sandbox="auto", log=log.append)
+    results = pipeline.autograde(course, workers=1, sandbox="auto", log=log.append)
     assert log[0].startswith("NOT SANDBOXED: bubblewrap (bwrap) is not installed (simulated)"), log[0]
     assert "permissions" in log[0]
     assert any("NOT sandboxed" in ln for ln in log[-1:]), log[-1]
     assert len(results) == 6 and not any(r.failed for r in results)  # graded, unsandboxed, as asked (auto)
-    with pytest.raises(ag.GradingError, match="sandbox required"):
-        ag.autograde(course, force=True, sandbox="require", log=lambda *_: None)
-    off = ag.sandbox_state(course, "off")
+    with pytest.raises(gcourse.GradingError, match="sandbox required"):
+        pipeline.autograde(course, force=True, sandbox="require", log=lambda *_: None)
+    off = pipeline.sandbox_state(course, "off")
     assert off[0] is False and off[1].startswith("NOT SANDBOXED: turned off")
 
 
@@ -266,13 +266,13 @@ def test_cli_autograde_exit_status_and_messages(base, tmp_path):
     shutil.rmtree(course / "submitted" / "ada" / A2)
     (course / "submitted" / "zed" / A2).mkdir(parents=True)
     (course / "submitted" / "zed" / A2 / "ranking_loss.ipynb").write_text("not a notebook")
-    proc = subprocess.run([sys.executable, "-m", "rmteach.autograde", "autograde", "--course", str(course),
+    proc = subprocess.run([sys.executable, "-m", "rmteach.grading", "autograde", "--course", str(course),
                            "--workers", "2"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one submission could not be graded
     assert proc.stdout.splitlines()[0].startswith(("sandbox: bubblewrap", "NOT SANDBOXED"))
     assert f"ada/{A1} graded" in proc.stdout and f"zed/{A2} failed: " in proc.stdout
     assert f"FAILED zed/{A2}: " in proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "rmteach.autograde", "autograde", "--course", str(course),
+    bad = subprocess.run([sys.executable, "-m", "rmteach.grading", "autograde", "--course", str(course),
                           "--workers", "0"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--workers" in bad.stderr
 
@@ -309,13 +309,13 @@ def test_student_code_cannot_reach_course_files_network_or_unbounded_memory(both
     assert SANDBOXED, f"CI=true requires the sandbox: {SANDBOX_WHY}"
     course = _copy(both["parallel"], tmp_path / "course")
     db_before = (course / "gradebook.db").read_bytes()
-    src = ag._read_nb(course / "source" / A1 / NB1)
-    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    src = gcourse._read_nb(course / "source" / A1 / NB1)
+    nb = gdemo.build_submission(gcourse._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
     for cell in nb.cells:
-        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+        if gcourse._meta(cell).get("grade_id") == "preference_probability_impl":
             cell.source = _ESCAPE + "\n" + cell.source
-    ag.write_submission(course, "mal", A1, {NB1: nb})
-    (r,) = ag.autograde(course, workers=1, sandbox="require", log=lambda *_: None)
+    gdemo.write_submission(course, "mal", A1, {NB1: nb})
+    (r,) = pipeline.autograde(course, workers=1, sandbox="require", log=lambda *_: None)
     assert r.status == "graded", r
     import json
 
@@ -329,7 +329,7 @@ def test_student_code_cannot_reach_course_files_network_or_unbounded_memory(both
     assert not (course / "submitted" / "ada" / A1 / "x.txt").exists()
     # the gradebook changed only by the grader's own rows for mal, never by the student's code
     assert not (course / "gradebook.db").read_bytes().endswith(b"x") or db_before.endswith(b"x")
-    rows = {(x["student"], x["assignment"]): x for x in ag.grade_rows(course)}
+    rows = {(x["student"], x["assignment"]): x for x in gbook.grade_rows(course)}
     assert rows[("mal", A1)]["auto_score"] == rows[("mal", A1)]["auto_max"]  # the real answer still graded
     assert rows[("ada", A1)]["auto_score"] == both["expected"][("ada", A1)]
 
@@ -341,19 +341,19 @@ def test_a_job_past_its_time_limit_is_killed_with_its_kernel(base, tmp_path):
     shutil.rmtree(course / "submitted")
     with open(course / "nbgrader_config.py", "a") as fh:
         fh.write("\nc.Execute.timeout = 300  # this test only\n")
-    src = ag._read_nb(course / "source" / A1 / NB1)
-    nb = ag.build_submission(ag._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
+    src = gcourse._read_nb(course / "source" / A1 / NB1)
+    nb = gdemo.build_submission(gcourse._read_nb(course / "release" / A1 / NB1), src, lambda gid: True)
     for cell in nb.cells:
-        if ag._meta(cell).get("grade_id") == "preference_probability_impl":
+        if gcourse._meta(cell).get("grade_id") == "preference_probability_impl":
             cell.source = "import time\ntime.sleep(600)"
-    ag.write_submission(course, "sam", A1, {NB1: nb})
+    gdemo.write_submission(course, "sam", A1, {NB1: nb})
     log: list[str] = []
     t0 = time.monotonic()
-    (r,) = ag.autograde(course, workers=1, sandbox="auto" if SANDBOXED else "off", log=log.append, job_timeout=20)
+    (r,) = pipeline.autograde(course, workers=1, sandbox="auto" if SANDBOXED else "off", log=log.append, job_timeout=20)
     assert time.monotonic() - t0 < 90
     assert r.status == "failed: took longer than 20 s (its worker and kernel were killed)", r.status
     assert any(ln.startswith("[1/1] sam/") and "failures so far: 1" in ln for ln in log), log
     time.sleep(1)
     left = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc"))) if str(course) in _cmdline(pid)]
     assert not left, [_cmdline(p) for p in left]  # no worker, sandbox or kernel of the course left running
-    assert ag.grade_rows(course)[0]["status"].startswith("failed: took longer")
+    assert gbook.grade_rows(course)[0]["status"].startswith("failed: took longer")

@@ -1,4 +1,4 @@
-"""rmteach.sandbox: each student's kernel runs in bubblewrap while nbgrader autogrades.
+"""rmteach.grading.sandbox: each student's kernel runs in bubblewrap while nbgrader autogrades.
 
 Every protection is proven with a submission that tries to break it:
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rmteach import sandbox
-from rmteach.sandbox import (
+from rmteach.grading import sandbox
+from rmteach.grading.sandbox import (
     INSTALL_HINT,
     SandboxError,
     SyncSandboxKernelManager,
@@ -257,7 +257,7 @@ def graded_course(need_sandbox, tmp_path_factory):
             c.Autograde.create_student = True
             c.Execute.timeout = 5
             c.Execute.interrupt_on_timeout = True
-            from rmteach.sandbox import configure_nbgrader
+            from rmteach.grading.sandbox import configure_nbgrader
             SANDBOX = configure_nbgrader(c, course_root={str(course)!r}, mode="require",
                                          memory_limit=1 * 2**30, wall_time_limit={WALL}, cpu_time_limit=60)
             """
@@ -594,14 +594,14 @@ def test_configure_nbgrader_replaces_execute_only(need_sandbox, tmp_path):
     c.Autograde.autograde_preprocessors = ["nbgrader.preprocessors.Execute", "nbgrader.preprocessors.LimitOutput"]
     ok, message = configure_nbgrader(c, course_root=tmp_path, mode="require", memory_limit=GiB)
     assert ok and message.startswith("sandboxed")
-    assert c.Autograde.autograde_preprocessors == ["rmteach.sandbox.SandboxedExecute", "nbgrader.preprocessors.LimitOutput"]
+    assert c.Autograde.autograde_preprocessors == ["rmteach.grading.sandbox.SandboxedExecute", "nbgrader.preprocessors.LimitOutput"]
     assert c.SandboxKernelManager.memory_limit == GiB
     assert str(Path(os.path.realpath(tmp_path)) / "source") in c.SandboxKernelManager.protected_paths
 
     c2 = Config()
     configure_nbgrader(c2, mode="require")
     names = c2.Autograde.autograde_preprocessors
-    assert "rmteach.sandbox.SandboxedExecute" in names and "nbgrader.preprocessors.Execute" not in names
+    assert "rmteach.grading.sandbox.SandboxedExecute" in names and "nbgrader.preprocessors.Execute" not in names
     assert len(names) == 7
 
     from nbgrader.preprocessors import Execute

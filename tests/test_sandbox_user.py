@@ -1,4 +1,4 @@
-"""rmteach.sandbox's fallback without bubblewrap: each kernel runs as an unprivileged grader user.
+"""rmteach.grading.sandbox's fallback without bubblewrap: each kernel runs as an unprivileged grader user.
 
 Forced with ``mode="user"``, one real ``nbgrader autograde`` over a tiny course (made
 here, as in test_sandbox.py) with students who try: reading ``source/`` and
@@ -28,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rmteach import sandbox
+from rmteach.grading import sandbox
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sandbox import (  # noqa: E402
@@ -107,7 +107,7 @@ def graded(need_user_sandbox, tmp_path_factory):
         c.Autograde.create_student = True
         c.Execute.timeout = 5
         c.Execute.interrupt_on_timeout = True
-        from rmteach.sandbox import configure_nbgrader
+        from rmteach.grading.sandbox import configure_nbgrader
         OK, MSG = configure_nbgrader(c, course_root={str(course)!r}, mode="user",
                                      memory_limit=1 * 2**30, wall_time_limit={WALL}, cpu_time_limit=60)
         import sys; print("CONFIG:", MSG, file=sys.stderr)

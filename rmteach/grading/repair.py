@@ -3,7 +3,7 @@ r"""Diagnose, and where fair repair, a student's submission before nbgrader grad
 :func:`prepare_submission` works on a *copy* of ``submitted/<student>/<assignment>/``
 (the student's files stay untouched) and returns a :class:`Preparation`: whether
 the copy can be graded and one log line per thing it found or repaired.
-:mod:`rmteach.autograde` calls it on every submission before nbgrader runs.
+:mod:`rmteach.grading.worker` calls it on every submission before nbgrader runs.
 
 The policy (what a fair instructor wants: grade the work that is there, never
 lose it to a file-format accident, never give points for the format either):
@@ -32,7 +32,7 @@ giant saved outputs                cleared (nbgrader clears outputs before runni
 =================================  ======================================================
 
 Edited and deleted test cells need nothing here: nbgrader puts the instructor's
-version back (``OverwriteCells`` and :class:`rmteach.grading.RestoreDeletedCells`).
+version back (``OverwriteCells`` and :class:`rmteach.grading.preprocessors.RestoreDeletedCells`).
 Everything that happens while the code runs (loops, exits, huge output, memory,
 tampering) is handled by the course configuration, the sandbox and the checks.
 """
@@ -46,7 +46,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 __all__ = ["Preparation", "prepare_submission", "cell_report", "NBGRADER_KEYS", "SAVED_OUTPUT_LIMIT"]
 

@@ -115,7 +115,7 @@ def python_readonly_paths() -> list[Path]:
     The rmteach package (installed editable) is mounted on its own, never the
     repository around it: the repository holds ``assignments/source``.
     """
-    paths = {_real(sys.base_prefix), _real(sys.prefix), _real(Path(__file__).parent)}
+    paths = {_real(sys.base_prefix), _real(sys.prefix), _real(Path(__file__).parents[1])}
     # The interpreter of the venv may be a symlink into another install (pyenv, uv, conda).
     paths.add(_real(sys.executable).parent.parent)
     usr = Path("/usr")
@@ -758,7 +758,7 @@ def __getattr__(name: str) -> Any:
 
 
 _EXECUTE_NAMES = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute"}
-SANDBOXED_EXECUTE = "rmteach.sandbox.SandboxedExecute"
+SANDBOXED_EXECUTE = "rmteach.grading.sandbox.SandboxedExecute"
 
 
 def configure_nbgrader(

@@ -1,0 +1,140 @@
+r"""The course directory: its files, nbgrader run in it, its config and its grading status.
+
+An nbgrader course directory holds ``nbgrader_config.py``, ``source/<assignment>/``
+and what nbgrader generates (``release/``, ``submitted/<student>/<assignment>/``,
+``autograded/``, ``feedback/``, ``gradebook.db``); :data:`STATUS_FILE` records the
+outcome of the last grading run of each submission.  The course this repository
+ships is :data:`REPO_COURSE` (``assignments/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from rmteach.grading.pipeline import JobResult
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # rmteach/
+REPO_COURSE = PACKAGE_DIR.parent / "assignments"
+#: per-submission outcome of the last grading run, read by :func:`rmteach.grading.gradebook.grade_rows`
+STATUS_FILE = "autograde_status.json"
+
+
+class GradingError(RuntimeError):
+    """A pipeline step failed; the message says which and why."""
+
+
+def _read_nb(path: Path):
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def _write_nb(nb, path: Path) -> None:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def _meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def course_assignments(course: Path) -> list[str]:
+    """The assignment names: folders of ``source/`` that hold a notebook."""
+    src = Path(course) / "source"
+    if not src.is_dir():
+        raise GradingError(f"course: {course} has no source/ folder (is it an nbgrader course directory?)")
+    return sorted(p.name for p in src.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
+
+
+def _notebooks(course: Path, folder: str, assignment: str, student: Optional[str] = None) -> list[Path]:
+    base = Path(course) / folder
+    base = base / student / assignment if student else base / assignment
+    return sorted(base.glob("*.ipynb"))
+
+
+def copy_course(src: Path, dst: Path) -> Path:
+    """Copy a course's ``nbgrader_config.py`` and ``source/`` (nothing generated) to ``dst``."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "nbgrader_config.py").is_file():
+        raise GradingError(f"src: {src} has no nbgrader_config.py")
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "nbgrader_config.py", dst / "nbgrader_config.py")
+    shutil.copytree(src / "source", dst / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return dst
+
+
+def _nbgrader_env() -> dict:
+    env = dict(os.environ)
+    # the kernel runs with the same Python as this process (rmteach importable)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+    return env
+
+
+def run_nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS --CourseDirectory.root=COURSE`` in the course folder.
+
+    Output is captured; with ``check`` a non-zero exit raises
+    :class:`GradingError` with the end of nbgrader's log.
+    """
+    course = Path(course).resolve()
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}"]
+    proc = subprocess.run(cmd, cwd=course, env=_nbgrader_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise GradingError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def _course_config(course: Path):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    return PyFileConfigLoader("nbgrader_config.py", path=str(Path(course).resolve())).load_config()
+
+
+def submitted_pairs(course: Path) -> list[tuple[str, str]]:
+    """(student, assignment) for every submission folder under ``submitted/``."""
+    base = Path(course) / "submitted"
+    if not base.is_dir():
+        return []
+    return sorted(
+        (s.name, a.name) for s in base.iterdir() if s.is_dir() for a in s.iterdir() if a.is_dir()
+    )
+
+
+def read_statuses(course: Path) -> dict[tuple[str, str], dict]:
+    """``{(student, assignment): {"status": ..., "notes": [...], ...}}`` from the status file."""
+    path = Path(course) / STATUS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GradingError(f"{path}: unreadable status file ({exc}); delete it and run make autograde again")
+    return {tuple(key.split("/", 1)): value for key, value in data.items() if "/" in key}
+
+
+def _write_statuses(course: Path, results: Sequence[JobResult]) -> Path:
+    path = Path(course) / STATUS_FILE
+    data = {f"{s}/{a}": v for (s, a), v in read_statuses(course).items()}
+    for r in results:
+        data[f"{r.student}/{r.assignment}"] = {
+            "status": r.status, "notes": list(r.notes), "auto_score": r.auto_score, "auto_max": r.auto_max,
+            "seconds": round(r.seconds, 2), "log": list(r.log),
+            "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path

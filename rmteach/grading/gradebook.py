@@ -1,0 +1,189 @@
+r"""Reading the gradebook: scores, snapshots, the grade table and its CSV.
+
+nbgrader writes ``gradebook.db``; this module only reads it.  :func:`grade_rows`
+gives one row per (student, assignment) with autograded and manual points apart
+and a ``status`` that tells a real 0 from work that could not be graded;
+:func:`write_csv` and :func:`format_table` write it out; :func:`gradebook_snapshot`
+compares two gradebooks row for row.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from rmteach.grading.course import GradingError, read_statuses, submitted_pairs
+
+GRADE_COLUMNS = [
+    "student", "assignment", "status", "auto_score", "auto_max",
+    "manual_score", "manual_max", "manual_pending", "score", "max_score", "notes",
+]
+
+#: SQLite busy timeout (seconds) on the shared gradebook
+DB_BUSY_TIMEOUT = 120
+
+
+def auto_scores(db: Path, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
+    """(autograded points, autograded maximum) of one submission, read straight from SQLite."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=DB_BUSY_TIMEOUT)
+    try:
+        row = con.execute(
+            """SELECT count(g.id), sum(CASE WHEN g.manual_score IS NOT NULL THEN g.manual_score + coalesce(g.extra_credit, 0)
+                                 WHEN g.auto_score IS NOT NULL THEN g.auto_score + coalesce(g.extra_credit, 0)
+                                 ELSE 0 END),  -- nbgrader's Grade.score
+                      sum(gc.max_score)
+               FROM grade g JOIN submitted_notebook sn ON g.notebook_id = sn.id
+               JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+               JOIN grade_cells gc ON g.cell_id = gc.id
+               WHERE a.name = ? AND sa.student_id = ? AND gc.cell_type != 'markdown'""",
+            (assignment, student),
+        ).fetchone()
+    finally:
+        con.close()
+    return (None, None) if not row or not row[0] else (float(row[1]), float(row[2]))
+
+
+def gradebook_snapshot(db: Path) -> dict[str, list[tuple]]:
+    """Every submission row of a gradebook, by natural keys (no database ids), sorted.
+
+    Tables ``student``, ``submitted_assignment``, ``submitted_notebook``, ``grade``
+    and ``comment``; lists, not sets, so a doubled row shows.  Two gradebooks
+    that hold the same grades give equal snapshots (timestamps included).
+    """
+    import sqlite3
+
+    queries = {
+        "student": "SELECT id FROM student",
+        "submitted_assignment": """SELECT a.name, sa.student_id, sa.timestamp, sa.extension
+            FROM submitted_assignment sa JOIN assignment a ON sa.assignment_id = a.id""",
+        "submitted_notebook": """SELECT a.name, sa.student_id, n.name, sn.flagged, sn.late_submission_penalty
+            FROM submitted_notebook sn JOIN submitted_assignment sa ON sn.assignment_id = sa.id
+            JOIN assignment a ON sa.assignment_id = a.id JOIN notebook n ON sn.notebook_id = n.id""",
+        "grade": """SELECT a.name, sa.student_id, n.name, c.name, g.auto_score, g.manual_score, g.extra_credit,
+                   g.needs_manual_grade
+            FROM grade g JOIN submitted_notebook sn ON g.notebook_id = sn.id
+            JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+            JOIN notebook n ON sn.notebook_id = n.id JOIN base_cell c ON g.cell_id = c.id""",
+        "comment": """SELECT a.name, sa.student_id, n.name, c.name, m.auto_comment, m.manual_comment
+            FROM comment m JOIN submitted_notebook sn ON m.notebook_id = sn.id
+            JOIN submitted_assignment sa ON sn.assignment_id = sa.id JOIN assignment a ON sa.assignment_id = a.id
+            JOIN notebook n ON sn.notebook_id = n.id JOIN base_cell c ON m.cell_id = c.id""",
+    }
+    con = sqlite3.connect(f"file:{Path(db)}?mode=ro", uri=True)
+    try:
+        out = {}
+        for table, query in queries.items():
+            rows = sorted(con.execute(query).fetchall(), key=repr)
+            (count,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+            if count != len(rows):
+                raise GradingError(f"{db}: {count - len(rows)} row(s) of {table} point at no submission")
+            out[table] = rows
+        return out
+    finally:
+        con.close()
+
+
+def grade_rows(course: Path) -> list[dict]:
+    """One row per (student, assignment) in the gradebook, with autograded and
+    manually graded points apart.
+
+    ``status`` tells a real 0 apart from work that could not be graded:
+
+    * ``graded`` / ``needs manual grading``: autograded (written answers not graded
+      yet count 0 in ``score`` and are listed in ``manual_pending``, in points);
+    * ``failed: <reason>``: submitted, but the last ``make autograde`` could not
+      grade it (unreadable notebook, kernel died, ...): scores 0, not a real 0;
+    * ``not autograded``: submitted, not graded yet (run ``make autograde``);
+    * ``not submitted``: nothing under ``submitted/<student>/<assignment>/``.
+
+    ``notes``: what :func:`autograde` found or repaired in the submission ("; "-separated).
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    course = Path(course).resolve()
+    db = course / "gradebook.db"
+    if not db.exists():
+        raise GradingError(f"course: {course} has no gradebook.db yet (run make assignments first)")
+    submitted = set(submitted_pairs(course))
+    statuses = read_statuses(course)
+    rows = []
+    with Gradebook(f"sqlite:///{db}") as gb:
+        students = sorted(s.id for s in gb.students) or []
+        students = sorted(set(students) | {s for s, _ in submitted})
+        for assignment in gb.assignments:
+            max_auto = max_manual = 0.0
+            for nb in assignment.notebooks:
+                for cell in nb.grade_cells:
+                    if cell.cell_type == "markdown":
+                        max_manual += cell.max_score
+                    else:
+                        max_auto += cell.max_score
+            for student in students:
+                row = dict(student=student, assignment=assignment.name, auto_max=max_auto, manual_max=max_manual,
+                           max_score=max_auto + max_manual, auto_score=0.0, manual_score=0.0, manual_pending=0.0)
+                graded = any((course / "autograded" / student / assignment.name).glob("*.ipynb"))
+                try:
+                    sub = gb.find_submission(assignment.name, student)
+                except MissingEntry:
+                    sub = None
+                state = statuses.get((student, assignment.name), {})
+                row["notes"] = "; ".join(state.get("notes", []))
+                if (student, assignment.name) not in submitted:
+                    row["status"], row["notes"] = "not submitted", ""
+                elif str(state.get("status", "")).startswith("failed"):
+                    row["status"] = state["status"]
+                elif sub is None or not graded:
+                    row["status"] = "not autograded"
+                else:
+                    for nb in sub.notebooks:
+                        for grade in nb.grades:
+                            if grade.cell.cell_type == "markdown":
+                                if grade.needs_manual_grade and grade.manual_score is None:
+                                    row["manual_pending"] += grade.max_score
+                                else:
+                                    row["manual_score"] += grade.score
+                            else:
+                                row["auto_score"] += grade.score
+                    row["status"] = "needs manual grading" if row["manual_pending"] else "graded"
+                row["score"] = row["auto_score"] + row["manual_score"]
+                rows.append(row)
+    return rows
+
+
+def write_csv(rows: Sequence[dict], path: Path) -> Path:
+    """Write :func:`grade_rows` as CSV (columns :data:`GRADE_COLUMNS`, points as numbers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=GRADE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{row[k]:g}" if isinstance(row[k], float) else row[k]) for k in GRADE_COLUMNS})
+    return path
+
+
+def format_table(rows: Sequence[dict], expected: Optional[Mapping[tuple, float]] = None) -> str:
+    """The grade table as text; with ``expected`` an extra column says whether
+    each autograded score is the one the submission must get."""
+    head = ["student", "assignment", "autograded", "written (manual)", "status"]
+    if expected is not None:
+        head.append("expected auto")
+    lines = []
+    for r in rows:
+        line = [
+            r["student"], r["assignment"], f"{r['auto_score']:g} / {r['auto_max']:g}",
+            f"{r['manual_pending']:g} pts to grade" if r["manual_pending"] else f"{r['manual_score']:g} / {r['manual_max']:g}",
+            r["status"] if len(r["status"]) <= 70 else r["status"][:67] + "...",
+        ]
+        if expected is not None:
+            want = expected.get((r["student"], r["assignment"]))
+            line.append("-" if want is None else f"{want:g} {'ok' if abs(want - r['auto_score']) < 1e-9 else 'MISMATCH'}")
+        lines.append(line)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [fmt.format(*head), fmt.format(*["-" * w for w in widths])]
+    out += [fmt.format(*line) for line in lines]
+    return "\n".join(line.rstrip() for line in out)
