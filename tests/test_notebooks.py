@@ -20,11 +20,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from _course import question_ids
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-COURSE_NOTEBOOKS = [p for p in NOTEBOOKS if re.match(r"0[1-6]_", p.name)]
-QUESTIONS = ROOT.parent / "shared" / "course" / "QUESTIONS.md"
+COURSE_NOTEBOOKS = [p for p in NOTEBOOKS if re.match(r"\d\d_", p.name)]
 ALLOWED_METADATA = {"kernelspec", "language_info"}
 CELL_TIMEOUT = 300  # seconds for one cell; the whole collection takes well under a minute
 # A notebook whose run outlives this fails with a message, instead of stalling the suite:
@@ -85,11 +86,7 @@ def test_course_notebook_has_narrative_widgets_and_checks(path):
 
 
 def _question_ids() -> list[str]:
-    if QUESTIONS.exists():
-        ids = sorted(set(re.findall(r"^\|\s*(Q\d\d)\s*\|", QUESTIONS.read_text(encoding="utf-8"), flags=re.M)))
-        assert ids, f"no question ids found in {QUESTIONS}"
-        return ids
-    return [f"Q{i:02d}" for i in range(1, 29)]  # the course's Q01-Q28, when shared/ is not beside the repo
+    return sorted(set(question_ids()))
 
 
 def _heading_ids() -> dict[str, list[str]]:
