@@ -78,3 +78,61 @@ def test_the_two_commands_are_in_the_makefile_readme_and_ci():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     head = "\n".join((ROOT / "README.md").read_text().splitlines()[:30])
     assert "make lab" in head and "make test" in head, "README: the two commands come first"
+
+
+def test_every_benchmark_import_is_installed_by_make_install():
+    """`make bench` runs on a fresh clone after `make install`: whatever a benchmark imports
+    (and `%matplotlib widget`, which needs ipympl) is declared, so it is installed."""
+    import ast
+    import importlib.util
+
+    needed = set()
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        text = script.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                needed.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                needed.add(node.module.split(".")[0])
+        if "%matplotlib widget" in text:
+            needed.add("ipympl")
+    local = {p.stem for p in (ROOT / "tests").glob("*.py")} | {"rmteach"}
+    missing = sorted(m for m in needed - local - set(sys.stdlib_module_names) if importlib.util.find_spec(m) is None)
+    assert not missing, f"bench/ imports {missing}, which make install does not install: declare them in pyproject.toml"
+    declared = pyproject_requirements()
+    assert "ipympl" in declared, "bench/latency.py uses %matplotlib widget: ipympl must be declared"
+
+
+def _what_is_where() -> list[str]:
+    """The paths in the first column of the README's "What is where" table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## What is where", 1)[1].split("\n## ", 1)[0]
+    paths = []
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            paths += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return paths
+
+
+def test_readme_what_is_where_matches_the_tree():
+    paths = _what_is_where()
+    assert paths, "README.md has no 'What is where' table"
+    missing = [p for p in paths if not (ROOT / p).exists()]
+    assert not missing, f"README's 'What is where' names paths that do not exist: {missing}"
+    listed = {p.rstrip("/") for p in paths}
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "rmteach").rglob("*.py"))
+    unlisted = [m for m in modules if m not in listed and not any(m.startswith(d + "/") for d in listed
+                                                                    if (ROOT / d).is_dir() and d != "rmteach")]
+    assert not unlisted, f"modules of rmteach/ missing from README's 'What is where' table: {unlisted}"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    top = sorted({t.split("/")[0] + ("/" if "/" in t else "") for t in tracked} - {".gitignore", ".gitattributes", "README.md",
+                                                                                  "rmteach/"})
+    absent = [t for t in top if not any(p == t.rstrip("/") or p.startswith(t) for p in listed)]
+    assert not absent, f"top-level entries missing from README's 'What is where' table: {absent}"
+
+
+def test_no_module_of_the_package_is_development_tooling():
+    """The browser harness (Playwright, JupyterLab servers) lives in tests/, not in rmteach/."""
+    for path in (ROOT / "rmteach").rglob("*.py"):
+        text = path.read_text()
+        assert "playwright" not in text.lower(), f"{path.relative_to(ROOT)} holds browser tooling"
