@@ -11,6 +11,7 @@ r"""Grading the nbgrader course in ``assignments/``, one job per module.
 module                                        its job
 ============================================  =================================================
 :mod:`~rmteach.grading.checks`                the checks test cells call (re-exported here)
+:mod:`~rmteach.grading.diagnose`              the misconception a wrong result shows, in a sentence
 :mod:`~rmteach.grading.tamper`                tamper detection in the student's kernel
 :mod:`~rmteach.grading.preprocessors`         the nbgrader plug-ins, one per module
 :mod:`~rmteach.grading.repair`                diagnose and repair a submission before grading
@@ -29,8 +30,8 @@ and nbgrader itself import them.
 """
 
 from rmteach.grading.checks import (
-    NotOwnWork, assert_choice, assert_choices, assert_close, assert_raises, call, choice_is, choices_are, close,
-    own_function, raises,
+    NotOwnWork, agrees, assert_choice, assert_choices, assert_close, assert_raises, call, choice_is, choices_are,
+    close, failure, is_letter, own_function, raises,
 )
 from rmteach.grading.tamper import Tampering, _take_snapshot, arm, tampering, untampered
 
@@ -38,6 +39,7 @@ __all__ = [
     "NotOwnWork",
     "own_function",
     "call",
+    "agrees",
     "assert_close",
     "assert_choice",
     "assert_choices",
@@ -46,6 +48,8 @@ __all__ = [
     "choice_is",
     "choices_are",
     "raises",
+    "is_letter",
+    "failure",
     "Tampering",
     "arm",
     "tampering",

@@ -35,14 +35,16 @@ from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
+from rmteach.grading import diagnose as _diagnose
 from rmteach.grading.tamper import (
-    _float, _frozenset, _int, _list, _np_argwhere, _np_asarray, _np_errstate, _np_float64, _np_ndarray, _set,
+    _float, _frozenset, _int, _len, _list, _np_argwhere, _np_asarray, _np_errstate, _np_float64, _np_ndarray, _set,
     _sorted, _str, _tuple, _type, Tampering, describe, is_rmteach_name, untampered,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # rmteach/
 #: the modules of the checks themselves: never turned into tripwires
-_CHECK_MODULES = frozenset({"rmteach.grading", "rmteach.grading.checks", "rmteach.grading.tamper"})
+_CHECK_MODULES = frozenset({"rmteach.grading", "rmteach.grading.checks", "rmteach.grading.tamper",
+                            "rmteach.grading.diagnose"})
 
 
 class NotOwnWork(AssertionError):
@@ -51,6 +53,41 @@ class NotOwnWork(AssertionError):
 
 class _ReferenceCalled(BaseException):
     """Raised by a tripwire; a BaseException so ``except Exception`` cannot swallow it."""
+
+
+def _where_line(where: Optional[str]) -> list[str]:
+    return [f"Where to look: {where}."] if where else []
+
+
+def failure(message: str, *, why: Iterable[str] = (), where: Optional[str] = None,
+            exc_type: type = AssertionError) -> BaseException:
+    """The exception a failed check raises: ``exc_type(message)`` (an ``AssertionError``
+    by default, so test cells, nbgrader and logs see what they always saw).
+
+    ``why``: sentences naming the misconception the wrong result reflects;
+    ``where``: the notebook and section that teach it.  Both are added to the
+    message on lines of their own.  The exception renders in IPython as these
+    lines only (its ``_render_traceback_``), never as a traceback through the
+    grading code.
+    """
+    lines = [message, *(f"Likely misconception: {w}" for w in why), *_where_line(where)]
+    exc = exc_type("\n".join(lines))
+    _short_render(exc, lines)
+    return exc
+
+
+def _short_render(exc: BaseException, lines: list[str], frames: Iterable[str] = ()) -> BaseException:
+    """Make IPython show ``exc`` as ``lines`` (and ``frames``: the student's own code), no traceback."""
+    text = [f"Check failed: {lines[0]}", *(f"  {line}" for line in lines[1:])]
+    frames = list(frames)
+    if frames:
+        text += ["  In your code:", *frames]
+
+    def _render_traceback_():
+        return list(text)
+
+    exc._render_traceback_ = _render_traceback_
+    return exc
 
 
 def _inside_package(path: Any) -> bool:
@@ -276,7 +313,7 @@ def _copy_arg(x: Any) -> Any:
     return x.copy() if isinstance(x, np.ndarray) else copy.deepcopy(x)
 
 
-def call(func: Any, *args: Any, name: Optional[str] = None, **kwargs: Any) -> Any:
+def call(func: Any, *args: Any, name: Optional[str] = None, where: Optional[str] = None, **kwargs: Any) -> Any:
     """Run the student's ``func(*args, **kwargs)`` and return its result, if it is own work.
 
     Checks :func:`own_function` first, then runs ``func`` on copies of the
@@ -284,10 +321,19 @@ def call(func: Any, *args: Any, name: Optional[str] = None, **kwargs: Any) -> An
     turned into a tripwire.  Raises :class:`NotOwnWork` if ``func`` reaches
     rmteach either way.  Warnings the function emits are listed on stdout (a
     note, not a failure; numerical consequences are what the tests check).
+
+    ``where`` (e.g. ``"notebook 02, section 'The stable form'"``): the notebook
+    section that teaches the exercise, shown when the check fails (not own work)
+    or when the function raises.  An exception the function raises keeps its
+    type (``except ValueError`` still works); IPython shows it as one short
+    message plus the lines of the student's own code it came from.
     """
     label = name or getattr(func, "__name__", "the function")
     untampered()
-    own_function(func, label)
+    try:
+        own_function(func, label)
+    except NotOwnWork as exc:
+        raise failure(str(exc), where=where, exc_type=NotOwnWork) from None
     args = tuple(_copy_arg(a) for a in args)
     kwargs = {k: _copy_arg(v) for k, v in kwargs.items()}
     with warnings.catch_warnings(record=True) as caught:
@@ -297,10 +343,16 @@ def call(func: Any, *args: Any, name: Optional[str] = None, **kwargs: Any) -> An
                 result = func(*args, **kwargs)
             except _ReferenceCalled:
                 result = None
+            except Exception as exc:
+                if not hits:
+                    _explain_raise(exc, label, args, kwargs, where)
+                    raise
+                result = None
     if hits:
-        raise NotOwnWork(
+        raise failure(
             f"{label} called rmteach ({hits[0]}): an implement-it exercise answered with "
-            "rmteach's own code gets no credit. Write the formula yourself (NumPy and math are fine)."
+            "rmteach's own code gets no credit. Write the formula yourself (NumPy and math are fine).",
+            where=where, exc_type=NotOwnWork,
         )
     untampered()  # the function itself may have patched what the checks rely on
     seen = set()
@@ -312,18 +364,71 @@ def call(func: Any, *args: Any, name: Optional[str] = None, **kwargs: Any) -> An
     return result
 
 
-def assert_raises(exc_type: type, func: Any, *args: Any, name: Optional[str] = None, **kwargs: Any) -> None:
+def agrees(func: Any, reference: Any, *args: Any, what: Optional[str] = None, rtol: float = 1e-9,
+           atol: float = 0.0, where: Optional[str] = None, name: Optional[str] = None,
+           parts: Optional[Iterable[str]] = None, **kwargs: Any) -> bool:
+    """Assert the student's ``func(*args, **kwargs)`` (run as :func:`call` runs it: own work
+    only, tripwires on) equals ``reference(*args, **kwargs)``, rmteach's function; return True.
+
+    ``reference`` runs outside the tripwires, on the same inputs.  On a mismatch
+    the check works out, from ``reference`` and the inputs, which known wrong
+    idea explains the result (:mod:`rmteach.grading.diagnose`): the arguments
+    swapped, a flipped sign, a factor of B (sum vs mean, a gradient not divided
+    by the batch size), inf/nan or 0 from a typed-in formula, a scalar for an
+    array, float32 arithmetic.  A reference returning a pair (a gradient) is
+    compared part by part, ``parts`` naming them (``("dL/dr_pref", "dL/dr_rej")``).
+    ``what`` names the check (default ``func(args)``); ``where``: the notebook
+    section that teaches it.
+    """
+    label = name or getattr(func, "__name__", "the function")
+    got = call(func, *args, name=label, where=where, **kwargs)
+    want = reference(*args, **kwargs)
+    what = what or f"{label}({_args_text(args, kwargs)})"
+
+    def diagnosis() -> list[str]:
+        swapped = None
+        if len(args) >= 2:
+            with contextlib.suppress(Exception):
+                swapped = reference(args[1], args[0], *args[2:], **kwargs)
+        with contextlib.suppress(Exception):
+            return _diagnose.result_mistakes(got, want, swapped, rtol=rtol, atol=atol,
+                                             batch=_diagnose.batch_size(args))
+        return []
+
+    if _type(want) is _tuple:
+        names = _list(parts or (f"result[{i}]" for i in range(_len(want))))
+        if _type(got) not in (_tuple, _list) or _len(got) != _len(want):
+            raise failure(f"{what}: should return a pair ({', '.join(names)}), got {describe(got)}",
+                          why=_diagnose.not_a_number(got), where=where)
+        pairs = [(g, w, f"{what}, {n}") for g, w, n in zip(got, want, names)]
+    else:
+        pairs = [(got, want, what)]
+    for g, w, label_i in pairs:
+        try:
+            assert_close(g, w, label_i, rtol=rtol, atol=atol)
+        except Tampering:
+            raise
+        except AssertionError as exc:
+            message = _str(exc).split("\n")[0]
+            raise failure(message, why=diagnosis(), where=where) from None
+    return True
+
+
+def assert_raises(exc_type: type, func: Any, *args: Any, name: Optional[str] = None, where: Optional[str] = None,
+                  **kwargs: Any) -> None:
     """Assert the student's ``func(*args, **kwargs)`` raises ``exc_type`` (run as :func:`call` runs it)."""
     label = name or getattr(func, "__name__", "the function")
     try:
-        result = call(func, *args, name=label, **kwargs)
+        result = call(func, *args, name=label, where=where, **kwargs)
     except NotOwnWork:
         raise
     except exc_type:
         return
     except Exception as exc:
-        raise AssertionError(f"{label} should raise {exc_type.__name__}, but raised {type(exc).__name__}: {exc}") from None
-    raise AssertionError(f"{label} should raise {exc_type.__name__}, but returned {describe(result)}")
+        raise failure(f"{label} should raise {exc_type.__name__}, but raised {type(exc).__name__}: {exc}",
+                      where=where) from None
+    raise failure(f"{label}({_args_text(args, kwargs)}) should raise {exc_type.__name__}, but returned {describe(result)}",
+                  where=where)
 
 
 # The same checks as booleans, so that a test cell can end in a plain ``assert``
@@ -337,29 +442,32 @@ def close(actual: Any, expected: Any, what: str, **kwargs: Any) -> bool:
     return True
 
 
-def choice_is(answer: Any, correct: str, options: Iterable[str], name: str) -> bool:
+def choice_is(answer: Any, correct: str, options: Iterable[str], name: str, *, where: Optional[str] = None,
+              why: Optional[dict] = None) -> bool:
     """:func:`assert_choice`, returning True."""
-    assert_choice(answer, correct, options, name)
+    assert_choice(answer, correct, options, name, where=where, why=why)
     return True
 
 
-def choices_are(answer: Any, correct: Iterable[str], options: Iterable[str], name: str) -> bool:
+def choices_are(answer: Any, correct: Iterable[str], options: Iterable[str], name: str, *,
+                where: Optional[str] = None, why: Optional[dict] = None) -> bool:
     """:func:`assert_choices`, returning True."""
-    assert_choices(answer, correct, options, name)
+    assert_choices(answer, correct, options, name, where=where, why=why)
     return True
 
 
 def raises(exc_type: type, func: Any, *args: Any, **kwargs: Any) -> bool:
-    """:func:`assert_raises`, returning True."""
+    """:func:`assert_raises`, returning True (``name=`` and ``where=`` as there)."""
     assert_raises(exc_type, func, *args, **kwargs)
     return True
 
 
-def _as_float_array(value: Any, what: str) -> np.ndarray:
+def _as_float_array(value: Any, what: str, where: Optional[str] = None) -> np.ndarray:
     try:
         arr = _np_asarray(value, dtype=_np_float64)
     except (TypeError, ValueError):
-        raise AssertionError(f"{what} should be a number or an array of numbers, got {describe(value)}") from None
+        raise failure(f"{what} should be a number or an array of numbers, got {describe(value)}",
+                      why=_diagnose.not_a_number(value), where=where) from None
     return arr
 
 
@@ -370,6 +478,10 @@ def assert_close(
     rtol: float = 1e-9,
     atol: float = 0.0,
     show_expected: bool = True,
+    *,
+    where: Optional[str] = None,
+    mistakes: Optional[dict] = None,
+    batch: Optional[int] = None,
 ) -> None:
     """Assert ``actual`` equals ``expected`` elementwise within ``atol + rtol*|expected|``.
 
@@ -377,50 +489,89 @@ def assert_close(
     matches NaN and an infinity matches the same infinity.  The message names
     ``what``, the first bad index and the value got; the expected value too
     unless ``show_expected=False`` (for numeric answers, where it is the key).
+
+    On failure it names the misconception when the wrong value has a known
+    pattern (:mod:`rmteach.grading.diagnose`): ``inf``/``nan`` or exactly 0 where
+    the answer is finite and non-zero, a flipped sign, a factor of ``batch``
+    (a sum for a mean, a gradient not divided by B), a scalar for an array.
+    ``mistakes={"sentence": wrong_value}`` adds wrong answers worked out by the
+    test cell (e.g. the loss summed instead of averaged): a value matching one
+    (within the same tolerance) is named by its sentence.  With
+    ``show_expected=False`` only ``mistakes`` and the overflow patterns are
+    named, so nothing tells the key.  ``where``: the notebook section to read.
     """
     untampered()
     # only the originals captured at import, ndarray methods and operators from here on
-    got = _as_float_array(actual, what)
+    got = _as_float_array(actual, what, where)
     want = _np_asarray(expected, dtype=_np_float64)
     if _type(got) is not _np_ndarray or _type(want) is not _np_ndarray:
         raise Tampering("tampering detected: numpy.asarray does not return arrays")
+    why = _diagnose.value_mistakes(got, want, rtol=rtol, atol=atol, mistakes=mistakes, batch=batch,
+                                   reveal=show_expected)
     if got.shape != want.shape:
-        raise AssertionError(f"{what}: expected shape {want.shape}, got shape {got.shape} ({describe(actual)})")
-    both_nan = (got != got) & (want != want)
-    same = got == want  # equal infinities (and exact hits)
-    with _np_errstate(invalid="ignore", over="ignore"):
-        near = (got - want).__abs__() <= atol + rtol * want.__abs__()
-    ok = both_nan | same | near
+        raise failure(f"{what}: expected shape {want.shape}, got shape {got.shape} ({describe(actual)})",
+                      why=why, where=where)
+    ok = _diagnose.close_mask(got, want, rtol, atol)
     if not ok.all():
         idx = _tuple(_int(i) for i in _np_argwhere(~ok)[0]) if got.ndim else ()
-        where = f" at index {_list(idx)}" if idx else ""
-        msg = f"{what}{where}: got {_float(got[idx])!r}"
+        at = f" at index {_list(idx)}" if idx else ""
+        msg = f"{what}{at}: got {_float(got[idx])!r}"
         if show_expected:
             msg += f", expected {_float(want[idx])!r} (rtol={rtol:g}, atol={atol:g})"
         else:
             msg += ", which is not the right value"
-        raise AssertionError(msg)
+        raise failure(msg, why=why, where=where)
 
 
-def _letter(answer: Any, options: Iterable[str], name: str) -> str:
+def _letter(answer: Any, options: Iterable[str], name: str, where: Optional[str] = None) -> str:
     opts = _sorted(_str.__str__(o) for o in options)
     if _type(answer) is not _str:  # a str subclass could compare equal to every letter
-        raise AssertionError(f"{name} must be a letter (a str) such as 'A', got {describe(answer)}")
+        raise failure(f"{name} must be a letter (a str) such as 'A', got {describe(answer)}",
+                      why=_diagnose.not_a_letter(answer, opts), where=where)
     letter = _str.upper(_str.strip(answer))
     if letter not in opts:
-        raise AssertionError(f"{name} must be one of {', '.join(map(repr, opts))}, got {describe(answer)}")
+        raise failure(f"{name} must be one of {', '.join(map(repr, opts))}, got {describe(answer)}",
+                      why=_diagnose.not_a_letter(answer, opts), where=where)
     return letter
 
 
-def assert_choice(answer: Any, correct: str, options: Iterable[str], name: str) -> None:
-    """Assert a single-choice answer (a letter, any case) is ``correct``; never reveals it."""
+def _why_for(why: Optional[dict], letters: Iterable[str]) -> list[str]:
+    """The misconception sentences ``why`` gives for the wrongly chosen ``letters``."""
+    if not why:
+        return []
+    table = {_str.upper(_str.__str__(k)): _str.__str__(v) for k, v in dict(why).items()}
+    return [f"option {k}: {table[k]}" if len(_list(letters)) > 1 else table[k] for k in letters if k in table]
+
+
+def is_letter(answer: Any, options: Iterable[str], name: str, *, where: Optional[str] = None) -> bool:
+    """True if ``answer`` is one of the letters ``options`` (any case); the visible check of a choice."""
     untampered()
-    if _letter(answer, options, name) != _str.__str__(correct):
-        raise AssertionError(f"{name} = {answer!r} is not the right choice")
+    _letter(answer, options, name, where)
+    return True
 
 
-def assert_choices(answer: Any, correct: Iterable[str], options: Iterable[str], name: str) -> None:
-    """Assert a select-all-that-apply answer (a set, list or string of letters) equals ``correct``."""
+def assert_choice(answer: Any, correct: str, options: Iterable[str], name: str, *, where: Optional[str] = None,
+                  why: Optional[dict] = None) -> None:
+    """Assert a single-choice answer (a letter, any case) is ``correct``; never reveals it.
+
+    ``why={"A": "one-sentence misconception", ...}``: for each wrong option the
+    misconception it reflects, shown when that option is chosen (an entry for
+    the right option is never shown).  ``where``: the notebook section that
+    teaches the question.
+    """
+    untampered()
+    letter = _letter(answer, options, name, where)
+    if letter != _str.__str__(correct):
+        raise failure(f"{name} = {answer!r} is not the right choice", why=_why_for(why, [letter]), where=where)
+
+
+def assert_choices(answer: Any, correct: Iterable[str], options: Iterable[str], name: str, *,
+                   where: Optional[str] = None, why: Optional[dict] = None) -> None:
+    """Assert a select-all-that-apply answer (a set, list or string of letters) equals ``correct``.
+
+    ``why``: as for :func:`assert_choice`, shown for each option chosen that
+    does not belong (a missing option is not named: that would tell the key).
+    """
     untampered()
     opts = _list(options)
     if _type(answer) is _str:
@@ -428,7 +579,25 @@ def assert_choices(answer: Any, correct: Iterable[str], options: Iterable[str], 
     elif _type(answer) in (_set, _frozenset, _list, _tuple):
         items = _list(answer)
     else:
-        raise AssertionError(f"{name} must be a set of letters such as {{'A', 'C'}}, got {describe(answer)}")
-    chosen = {_letter(a, opts, name) for a in items}
-    if chosen != _set(_str.__str__(c) for c in correct):
-        raise AssertionError(f"{name} = {sorted(chosen)} is not the right set of choices")
+        raise failure(f"{name} must be a set of letters such as {{'A', 'C'}}, got {describe(answer)}",
+                      why=_diagnose.not_a_letter(answer, opts), where=where)
+    chosen = {_letter(a, opts, name, where) for a in items}
+    right = _set(_str.__str__(c) for c in correct)
+    if chosen != right:
+        raise failure(f"{name} = {sorted(chosen)} is not the right set of choices",
+                      why=_why_for(why, _sorted(chosen - right)), where=where)
+
+
+def _args_text(args: tuple, kwargs: dict) -> str:
+    return _diagnose.args_text(args, kwargs)
+
+
+def _explain_raise(exc: BaseException, label: str, args: tuple, kwargs: dict, where: Optional[str]) -> None:
+    """Give an exception from the student's function a short rendering: what was
+    called, the exception, the lines of the student's code it came from, and the
+    misconception when the pattern is known (code that works for numbers only)."""
+    lines = [f"{label}({_args_text(args, kwargs)}) raised {type(exc).__name__}: {exc}",
+             *(f"Likely misconception: {w}" for w in _diagnose.raise_mistakes(exc, args, kwargs)),
+             *_where_line(where)]
+    with contextlib.suppress(Exception):
+        _short_render(exc, lines, _diagnose.own_frames(exc.__traceback__, PACKAGE_DIR))
