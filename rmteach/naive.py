@@ -1,15 +1,24 @@
 r"""BAD EXAMPLES: the textbook formulas typed in as written.  Do not use them.
 
 They are here so the notebooks and tests can show *why* :mod:`rmteach.numpy`
-uses the stable forms.  Each is correct on paper and wrong in floating point:
+uses the stable forms.  Each is correct on paper and wrong in floating point
+(thresholds pinned in ``tests/test_content.py``):
 
-* :func:`naive_ranking_loss` computes ``-log(sigmoid(d))``.  In float32,
-  ``sigmoid(d)`` rounds to 0 for ``d`` below about -104, so the loss is ``inf``
-  and its gradient NaN (in float64 below about -745); and it rounds to 1 for
-  ``d`` above about 17, so the loss is exactly 0 instead of about ``e^{-d}``.
+* :func:`naive_ranking_loss` computes ``-log(1 / (1 + exp(-d)))``.  ``exp(-d)``
+  overflows to ``inf`` once :math:`-d` passes :math:`\ln(\text{max float})`, so for
+  ``d`` below about -709.78 (float64) or -88.72 (float32) ``sigmoid(d)`` is 0, the
+  loss is ``inf`` and its gradient NaN.  (The -745 / -104 often quoted are where
+  ``exp(d)`` *underflows*, which matters for the other form,
+  ``exp(d) / (1 + exp(d))``.)  On the other side, ``1 + exp(-d)`` rounds to 1
+  once :math:`e^{-d} < 2^{-53}` (float64) or :math:`2^{-24}` (float32), i.e. for ``d``
+  above about 36.74 (float64) or 16.64 (float32): the loss is then exactly 0
+  (printed ``-0.0``) instead of about :math:`e^{-d}`.
 * :func:`naive_preference_probability` computes
   ``exp(r_a) / (exp(r_a) + exp(r_b))``, which is ``inf / inf = nan`` once both
-  rewards pass about 89 (float32) or 710 (float64).
+  rewards pass about 88.72 (float32) or 709.78 (float64), and ``0 / 0 = nan``
+  once both fall below about -103.97 (float32) or -745.13 (float64), where
+  both exponentials underflow to 0 (and wrong a little before that, where they
+  are subnormal and have lost their digits: ``(-745.13, -746.13)`` gives 1.0).
 
 Reported as real bugs (infinite losses, NaN gradients) in open RLHF code.
 """

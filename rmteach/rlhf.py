@@ -11,12 +11,14 @@ One pure function per formula, NumPy only (importing this never imports torch):
   :math:`E_\pi[r] - \beta\,\mathrm{KL}(\pi\,\|\,\pi_{\text{ref}})`.
 * :func:`beta_tradeoff` and :func:`beta_for_kl_budget`: how :math:`\beta` trades
   reward against drift from the reference policy.
-* :func:`heldout_preference_accuracy`, :func:`simulate_kl_regularized_training`
-  and :func:`reward_hacking_onset`: a training log in which the reward-model
-  score rises while the reward model's agreement with held-out human
-  preferences falls (reward hacking), and the step where it starts.
-* :func:`normalize_rewards` and :func:`reward_drift`: reward-scale drift after
-  deployment, measured against a reference set.
+* :func:`heldout_preference_accuracy`, :func:`human_win_rate`,
+  :func:`simulate_kl_regularized_training` and :func:`reward_hacking_onset`: a
+  training log in which the reward-model score rises while what people think
+  of the policy's outputs falls (reward hacking), and the step where it starts.
+* :func:`normalize_rewards`, :func:`reward_drift`, :func:`paired_reward_drift`
+  and :func:`recalibrate_rewards`: reward drift after deployment, measured on
+  pooled traffic (level and spread) or, for the part that acts on PPO, on a
+  fixed paired calibration set (offset and stretch), and undone.
 * :func:`ppo_clip_loss` and :func:`clip_fraction`: PPO's clipped surrogate
   objective and how much of a batch its trust region clips.
 * :func:`kl_estimates` and :class:`AdaptiveKLController`: the three per-sample
@@ -46,10 +48,13 @@ __all__ = [
     "beta_tradeoff",
     "beta_for_kl_budget",
     "heldout_preference_accuracy",
+    "human_win_rate",
     "simulate_kl_regularized_training",
     "reward_hacking_onset",
     "normalize_rewards",
     "reward_drift",
+    "paired_reward_drift",
+    "recalibrate_rewards",
     "ppo_clip_loss",
     "clip_fraction",
     "kl_estimates",
@@ -147,7 +152,7 @@ def kl_penalized_reward(
 
     For a response :math:`y = (y_1, \dots, y_T)` sampled from the policy,
 
-    .. math:: R(x, y) = r(x, y) - \beta \sum_{t=1}^{T}
+    .. math:: r_\beta(x, y) = r(x, y) - \beta \sum_{t=1}^{T}
               \Bigl(\log\pi(y_t\mid x, y_{<t}) - \log\pi_{\text{ref}}(y_t\mid x, y_{<t})\Bigr)
 
     The sum is :math:`\log\frac{\pi(y\mid x)}{\pi_{\text{ref}}(y\mid x)}`, a one-sample
@@ -168,11 +173,11 @@ def per_token_kl_rewards(
 ) -> np.ndarray:
     r"""The KL-penalized reward spread over tokens, as PPO implementations feed it.
 
-    .. math:: R_t = -\beta\bigl(\log\pi(y_t\mid\cdot) - \log\pi_{\text{ref}}(y_t\mid\cdot)\bigr)
+    .. math:: r_{\beta,t} = -\beta\bigl(\log\pi(y_t\mid\cdot) - \log\pi_{\text{ref}}(y_t\mid\cdot)\bigr)
               + [t = T]\; r(x, y)
 
     Every token pays its own KL penalty; the reward model's score arrives only
-    at the last token.  :math:`\sum_t R_t` equals :func:`kl_penalized_reward`.
+    at the last token.  :math:`\sum_t r_{\beta,t}` equals :func:`kl_penalized_reward`.
 
     Shapes: as :func:`kl_penalized_reward`; the result has the shape of
     ``logprob_policy``.
@@ -338,6 +343,28 @@ def heldout_preference_accuracy(probs: ArrayLike, proxy_reward: ArrayLike, true_
     return np.float64(math.fsum((w * agree)[off]) / denom)
 
 
+def human_win_rate(probs: ArrayLike, ref_probs: ArrayLike, true_reward: ArrayLike) -> np.float64:
+    r"""How often people prefer the policy's response to the reference policy's (Bradley–Terry).
+
+    Draw :math:`y \sim \pi` and :math:`y' \sim \pi_{\text{ref}}` independently; a
+    human labeler prefers :math:`y` with probability :math:`\sigma(r^*(y) - r^*(y'))`:
+
+    .. math:: W(\pi) = \sum_j \pi_j \sum_k \pi_{\text{ref},k}\; \sigma(r^*_j - r^*_k)
+
+    :math:`W(\pi_{\text{ref}}) = \tfrac12` exactly (the terms for :math:`(j, k)` and
+    :math:`(k, j)` add to :math:`\pi_j\pi_k`).  Unlike
+    :func:`heldout_preference_accuracy` it measures the *policy*, not the reward
+    model, against a fixed baseline, so it rises while training helps and falls
+    once the policy trades quality for reward-model score: the human signal to
+    stop or roll back on.  Shapes: all ``(K,)``; a scalar result in :math:`[0, 1]`.
+    """
+    pi = _probs("probs", probs)
+    ref = _vector_like("ref_probs", _probs("ref_probs", ref_probs), "probs", pi)
+    rstar = _vector_like("true_reward", true_reward, "probs", pi)
+    wins = _sigmoid(rstar[:, None] - rstar[None, :])
+    return np.float64(math.fsum((np.outer(pi, ref) * wins).ravel()))
+
+
 def simulate_kl_regularized_training(
     ref_probs: ArrayLike,
     proxy_reward: ArrayLike,
@@ -352,16 +379,19 @@ def simulate_kl_regularized_training(
     The policy :math:`\pi_\theta = \mathrm{softmax}(\theta)` starts at
     :math:`\pi_{\text{ref}}` and climbs :math:`J(\theta) = E_{\pi_\theta}[\hat r] - \beta\,\mathrm{KL}(\pi_\theta\,\|\,\pi_{\text{ref}})`:
 
-    .. math:: \theta_k \leftarrow \theta_k + \eta\,\pi_k\bigl(R_k - \textstyle\sum_j \pi_j R_j\bigr),
-              \qquad R_k = \hat r_k - \beta\log\frac{\pi_k}{\pi_{\text{ref},k}}
+    .. math:: \theta_k \leftarrow \theta_k + \eta\,\pi_k\bigl(r_{\beta,k} - \textstyle\sum_j \pi_j r_{\beta,j}\bigr),
+              \qquad r_{\beta,k} = \hat r_k - \beta\log\frac{\pi_k}{\pi_{\text{ref},k}}
 
-    (:math:`R_k` is :func:`kl_penalized_reward` of response :math:`k`; :math:`\eta` =
+    (:math:`r_{\beta,k}` is :func:`kl_penalized_reward` of response :math:`k`; :math:`\eta` =
     ``lr``).  It converges to :func:`kl_regularized_policy`.
 
     Returns a table as a dict of arrays of shape ``(steps + 1,)``: ``"step"``,
     ``"proxy_reward"`` :math:`E_\pi[\hat r]` (what the training dashboard shows),
     ``"true_reward"`` :math:`E_\pi[r^*]`, ``"kl"``, ``"heldout_accuracy"``
-    (:func:`heldout_preference_accuracy`), and ``"probs"`` ``(steps + 1, K)``.
+    (:func:`heldout_preference_accuracy`: agreement on pairs of the policy's
+    *current* outputs, which falls from the first step of any improving run),
+    ``"human_win_rate"`` (:func:`human_win_rate` against :math:`\pi_{\text{ref}}`,
+    the signal to stop on), and ``"probs"`` ``(steps + 1, K)``.
     """
     ref = _probs("ref_probs", ref_probs)
     rhat = _vector_like("proxy_reward", proxy_reward, "ref_probs", ref)
@@ -374,7 +404,8 @@ def simulate_kl_regularized_training(
         raise ValueError("ref_probs must be > 0 for every response (softmax policies never reach 0)")
     theta = np.log(ref)
     log_ref = np.log(ref)
-    rows = {"step": [], "proxy_reward": [], "true_reward": [], "kl": [], "heldout_accuracy": [], "probs": []}
+    rows = {"step": [], "proxy_reward": [], "true_reward": [], "kl": [], "heldout_accuracy": [],
+            "human_win_rate": [], "probs": []}
     for step in range(int(steps) + 1):
         z = theta - theta.max()
         logpi = z - np.log(np.sum(np.exp(z)))
@@ -385,10 +416,11 @@ def simulate_kl_regularized_training(
         rows["true_reward"].append(math.fsum(pi * rstar))
         rows["kl"].append(float(categorical_kl(pi, ref)))
         rows["heldout_accuracy"].append(float(heldout_preference_accuracy(pi, rhat, rstar)))
+        rows["human_win_rate"].append(float(human_win_rate(pi, ref, rstar)))
         rows["probs"].append(pi)
         if step < steps:
-            R = rhat - b * (logpi - log_ref)
-            theta = theta + eta * pi * (R - math.fsum(pi * R))
+            r_beta = rhat - b * (logpi - log_ref)
+            theta = theta + eta * pi * (r_beta - math.fsum(pi * r_beta))
     out = {k: np.array(v) for k, v in rows.items()}
     out["step"] = out["step"].astype(np.int64)
     return out
@@ -397,16 +429,20 @@ def simulate_kl_regularized_training(
 def reward_hacking_onset(
     reward: ArrayLike, heldout_accuracy: ArrayLike, *, window: int = 1, tol: float = 0.0
 ) -> Optional[int]:
-    r"""The first log row where the reward rises while held-out preference accuracy falls.
+    r"""The first log row where the reward rises while a human signal falls.
 
     Row :math:`t \ge w` (:math:`w` = ``window``) is flagged when
 
     .. math:: \text{reward}_t > \text{reward}_{t-w} \quad\text{and}\quad
               \text{acc}_t < \text{acc}_{t-w} - \text{tol}
 
-    the signature of reward hacking: the policy earns more reward-model score on
-    outputs where the reward model no longer agrees with people.  Returns the
-    row index, or ``None`` if no row is flagged.
+    the signature of reward hacking: the policy earns more reward-model score
+    while people think less of it.  ``heldout_accuracy`` is any human signal
+    logged per row: the human win rate against the reference
+    (:func:`human_win_rate`) is the one to use; on-policy pair agreement
+    (:func:`heldout_preference_accuracy`) falls from the first step of any run
+    that moves mass onto a response the reward model over-rates, so it flags
+    every run early.  Returns the row index, or ``None`` if no row is flagged.
     Shapes: both ``(n,)`` with :math:`n > w`.
     """
     r = _finite_array("reward", reward)
@@ -432,10 +468,13 @@ def reward_hacking_onset(
 def normalize_rewards(rewards: ArrayLike, reference: ArrayLike) -> np.ndarray:
     r"""Rewards in units of a reference set: :math:`(r - \bar r_{\text{ref}}) / s_{\text{ref}}`.
 
-    The ranking loss fixes rewards only up to a shift (and a reference set fixes
-    the scale it was trained at), so RLHF pipelines subtract a bias that makes
-    reference responses score 0 on average (InstructGPT) and often divide by their
-    spread.  :math:`s_{\text{ref}}` is the population standard deviation.
+    The ranking loss fixes rewards only up to a shift per prompt, so pipelines
+    pick the level by convention: InstructGPT, once before RL, adds a bias so that
+    labelers' demonstrations score 0 on average; many also divide by the spread
+    on such a set.  :math:`s_{\text{ref}}` is the population standard deviation.
+    Standardizing a set by its own statistics (``reference`` = ``rewards``) always
+    gives mean 0 and std 1 and so erases any real change: to undo drift use
+    :func:`paired_reward_drift` and :func:`recalibrate_rewards`.
     Shapes: ``rewards`` any; ``reference`` ``(n,)`` with n >= 2 and spread > 0.
     """
     r = _finite_array("rewards", rewards)
@@ -454,9 +493,12 @@ def reward_drift(reference: ArrayLike, current: ArrayLike) -> dict:
     .. math:: \text{shift} = \frac{\bar r_{\text{cur}} - \bar r_{\text{ref}}}{s_{\text{ref}}}, \qquad
               \text{scale\_ratio} = \frac{s_{\text{cur}}}{s_{\text{ref}}}
 
-    A shift alone changes no preference (Bradley–Terry sees differences) but
-    moves every score PPO sees; a scale ratio :math:`s` acts on the KL-regularized
-    policy exactly like dividing :math:`\beta` by :math:`s`.
+    Pooled over different prompts and responses, these summarize the traffic,
+    not the reward model: a shift changes no preference and no KL-regularized
+    policy, and a larger spread can come from more varied prompts alone (their
+    per-prompt offsets cancel in each prompt's :math:`\pi^*`).  Only a stretch of
+    the scores *of the same responses* acts like dividing :math:`\beta` by it:
+    measure that with :func:`paired_reward_drift`.
     Returns ``{"shift", "scale_ratio"}`` as floats.  Shapes: both ``(n,)``, n >= 2.
     """
     ref = _finite_array("reference", reference)
@@ -465,6 +507,55 @@ def reward_drift(reference: ArrayLike, current: ArrayLike) -> dict:
         raise ValueError(f"current must have shape (n,) with n >= 2, got shape {cur.shape}")
     z = normalize_rewards(cur, ref)
     return {"shift": float(np.mean(z)), "scale_ratio": float(cur.std() / ref.std())}
+
+
+def paired_reward_drift(signed_off: ArrayLike, current: ArrayLike) -> dict:
+    r"""Offset and stretch of the reward model's scores on a fixed paired calibration set.
+
+    The same :math:`n` responses were scored at sign-off (:math:`u_i`) and now
+    (:math:`v_i`).  The least-squares fit :math:`v_i \approx a + s\,u_i` gives
+
+    .. math:: s = \frac{\sum_i (u_i - \bar u)(v_i - \bar v)}{\sum_i (u_i - \bar u)^2}, \qquad
+              a = \bar v - s\,\bar u
+
+    The offset :math:`a` changes no KL-regularized policy; the stretch :math:`s`
+    acts exactly like running PPO at :math:`\beta / s` (for one prompt,
+    :math:`\pi^*` of :math:`a + s\,\hat r` at :math:`\beta` is :math:`\pi^*` of
+    :math:`\hat r` at :math:`\beta/s`).  Returns ``{"offset", "scale"}`` as floats;
+    undo them with :func:`recalibrate_rewards`.
+    Shapes: both ``(n,)``, n >= 2, ``signed_off`` not all equal.
+    """
+    u = _finite_array("signed_off", signed_off)
+    v = _finite_array("current", current)
+    if u.ndim != 1 or u.size < 2:
+        raise ValueError(f"signed_off must have shape (n,) with n >= 2, got shape {u.shape}")
+    if v.shape != u.shape:
+        raise ValueError(
+            f"current must hold the scores of the same responses as signed_off {u.shape}, got shape {v.shape}"
+        )
+    du, dv = u - math.fsum(u) / u.size, v - math.fsum(v) / v.size
+    sxx = math.fsum(du * du)
+    if sxx == 0:
+        raise ValueError("signed_off scores are all equal: no stretch can be measured")
+    s = math.fsum(du * dv) / sxx
+    return {"offset": math.fsum(v) / v.size - s * math.fsum(u) / u.size, "scale": s}
+
+
+def recalibrate_rewards(rewards: ArrayLike, offset: float, scale: float) -> Real:
+    r"""Map current scores back to the signed-off scale: :math:`r \mapsto (r - a)/s`.
+
+    With :math:`a, s` from :func:`paired_reward_drift`, the calibration set's
+    current scores come back to their signed-off values (exactly, when the
+    drift is exactly affine), and PPO at the signed-off :math:`\beta` again
+    targets the signed-off policy.  Shapes: ``rewards`` any; ``offset`` a finite
+    number; ``scale`` a finite number > 0.
+    """
+    r = _finite_array("rewards", rewards)
+    a = _finite_array("offset", offset)
+    if a.shape != ():
+        raise ValueError(f"offset must be a single number, got shape {a.shape}")
+    s = _beta(scale, "scale", positive=True)
+    return ((r - float(a)) / s)[()]
 
 
 

@@ -17,8 +17,13 @@ The pieces of notebook 4, each small enough to read in one sitting:
   one thing preference data cannot reveal: a common constant.
 * :func:`pair_weights` gives the weights :math:`\Pr(x)\Pr(\text{pair}\mid x)` of the
   expected loss over a dataset (Q01).
+* :func:`linear_score_step`: what one gradient step on the weights does to the
+  two scores of a pair (the kernel :math:`K(y, y') = f_y^\top f_{y'}`; Q06).
+* :func:`flipped_label_probability`, :func:`label_agreement`,
+  :func:`rao_kupper_probabilities` and :func:`davidson_probabilities`: noisy
+  labels, the agreement ceiling, and Bradley–Terry with ties.
 * :func:`stuck_at_chance_demo`, :func:`overfitting_demo` and
-  :func:`drifting_scale_demo` reproduce three training failures, and
+  :func:`drifting_scale_demo` reproduce the training failures, and
   :func:`diagnose_training` names them from a history (Q11, Q12).
 
 Everything is float64 and seeded: the same arguments give the same numbers.
@@ -51,6 +56,11 @@ __all__ = [
     "align_up_to_shift",
     "pair_weights",
     "diagnose_training",
+    "linear_score_step",
+    "flipped_label_probability",
+    "label_agreement",
+    "rao_kupper_probabilities",
+    "davidson_probabilities",
     "stuck_at_chance_demo",
     "overfitting_demo",
     "drifting_scale_demo",
@@ -130,6 +140,7 @@ def make_preference_data(
     true_offset: float = 3.0,
     feature_mean: float = 0.0,
     labels: str = "bradley_terry",
+    flip_prob: float = 0.0,
     seed: int = 0,
 ) -> PreferenceData:
     r"""Synthetic preference pairs labelled from hidden true rewards.
@@ -144,7 +155,10 @@ def make_preference_data(
 
     or always picks the higher true reward (``"deterministic"``: a noiseless
     labeler), or flips a fair coin whatever the features say (``"random"``:
-    nothing to learn).  The pair is stored as (preferred, rejected).
+    nothing to learn).  Then each label is flipped with probability
+    :math:`\varepsilon` = ``flip_prob`` (a careless labeler or a data-entry error;
+    :func:`flipped_label_probability` gives the resulting preference probability).
+    The pair is stored as (preferred, rejected).
 
     Shapes: see :class:`PreferenceData`.  The same ``seed`` gives the same data.
     """
@@ -159,6 +173,9 @@ def make_preference_data(
         raise ValueError(
             f"labels must be 'bradley_terry', 'deterministic' or 'random', got {_checks.describe(labels)}"
         )
+    flip_prob = _finite("flip_prob", flip_prob, 0.0)
+    if flip_prob > 1.0:
+        raise ValueError(f"flip_prob must be a probability in [0, 1], got {flip_prob}")
     seed = _positive_int("seed", seed, 0)
 
     gen = torch.Generator().manual_seed(seed)
@@ -178,6 +195,9 @@ def make_preference_data(
         a_wins = true_rewards[a] > true_rewards[b]
     else:
         a_wins = u < 0.5
+    # drawn after everything else, so flip_prob=0 gives exactly the data of before
+    flips = torch.rand(n_pairs, generator=gen, dtype=DTYPE) < flip_prob
+    a_wins = a_wins ^ flips
     pairs = torch.stack([torch.where(a_wins, a, b), torch.where(a_wins, b, a)], dim=1)
     return PreferenceData(
         features=features,
@@ -326,6 +346,7 @@ def train_reward_model(
     batch_size: int = 64,
     center_coef: float = 0.0,
     weight_decay: float = 0.0,
+    label_smoothing: float = 0.0,
     eval_every: int = 10,
     seed: int = 0,
     callback: Optional[Callable[..., object]] = None,
@@ -340,7 +361,11 @@ def train_reward_model(
 
     with :math:`\lambda` = ``center_coef`` (0: :func:`rmteach.torch.ranking_loss`;
     otherwise :func:`rmteach.torch.regularized_ranking_loss`).  ``weight_decay``
-    is Adam's L2 penalty.  Before the first step and after every ``eval_every``
+    is Adam's L2 penalty.  ``label_smoothing`` :math:`\varepsilon` > 0 replaces the
+    ranking part by :func:`rmteach.torch.soft_ranking_loss` with target
+    :math:`p = 1 - \varepsilon`: each pair's push stops at the margin
+    :math:`\log\frac{1-\varepsilon}{\varepsilon}`, so the scale cannot grow for ever
+    (and flipped labels cost a bounded amount).  Before the first step and after every ``eval_every``
     steps (and after the last) :func:`evaluate_reward_model` runs, its metrics
     are appended to the history, and ``callback(step, **metrics)`` is called
     (``step`` = number of updates done, so 0 is the untrained model).
@@ -354,6 +379,10 @@ def train_reward_model(
     batch_size = _positive_int("batch_size", batch_size)
     center_coef = _finite("center_coef", center_coef, 0.0)
     weight_decay = _finite("weight_decay", weight_decay, 0.0)
+    label_smoothing = _finite("label_smoothing", label_smoothing, 0.0)
+    if label_smoothing >= 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5) (the target 1 - eps must favour the label), "
+                         f"got {label_smoothing}")
     eval_every = _positive_int("eval_every", eval_every)
     seed = _positive_int("seed", seed, 0)
     if callback is not None and not callable(callback):
@@ -362,7 +391,8 @@ def train_reward_model(
         raise ValueError("model has no parameters to train")
 
     with _one_thread():
-        return _train(model, data, steps, lr, batch_size, center_coef, weight_decay, eval_every, seed, callback)
+        return _train(model, data, steps, lr, batch_size, center_coef, weight_decay, label_smoothing,
+                      eval_every, seed, callback)
 
 
 @contextlib.contextmanager
@@ -381,7 +411,8 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, eval_every, seed, callback):
+def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, label_smoothing, eval_every, seed,
+           callback):
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = TrainingHistory()
@@ -404,7 +435,11 @@ def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, eval_e
             batch = data.train_pairs[torch.randint(0, n_train, (batch_size,), generator=gen)]
         rp = model(data.features[batch[:, 0]])
         rr = model(data.features[batch[:, 1]])
-        if center_coef > 0:
+        if label_smoothing > 0:
+            loss = rm.soft_ranking_loss(rp, rr, torch.full_like(rp, 1.0 - label_smoothing))
+            if center_coef > 0:
+                loss = loss + center_coef * torch.mean(torch.square(rp + rr))
+        elif center_coef > 0:
             loss = rm.regularized_ranking_loss(rp, rr, center_coef)
         else:
             loss = rm.ranking_loss(rp, rr)
@@ -502,6 +537,7 @@ def diagnose_training(
     chance_tol: float = 0.01,
     overfit_tol: float = 0.02,
     drift_tol: float = 1.0,
+    scale_tol: float = 0.25,
 ) -> list[str]:
     r"""Name the training problems a history shows (Q11).
 
@@ -510,8 +546,16 @@ def diagnose_training(
       preferred from rejected responses.
     * ``"overfitting"``: the validation loss ended more than ``overfit_tol`` above
       its minimum while the train loss kept falling after that minimum.
-    * ``"reward_drift"``: the mean reward over all responses moved by more than
-      ``drift_tol`` during training, a change no preference asked for.
+    * ``"level_drift"``: the mean reward over all responses moved by more than
+      ``drift_tol`` during training, a change no preference asked for.  It is
+      harmless for preferences and for a KL-regularized policy; it matters for
+      fixed thresholds, numerics and a value head's initialization.  Cure: the
+      centering penalty, or subtract a bias after training.
+    * ``"scale_growth"``: the spread of the rewards (``reward_std``) grew by more
+      than a fraction ``scale_tol`` over the second half of the logged steps:
+      the margins are still being stretched after the ranking has settled.
+      A reward scale :math:`s` acts on PPO like dividing :math:`\beta` by :math:`s`.
+      Cures: weight decay, label smoothing, early stopping, fewer epochs.
 
     Returns the names found, in that order (an empty list: nothing found).
     """
@@ -522,6 +566,7 @@ def diagnose_training(
     chance_tol = _finite("chance_tol", chance_tol, 0.0, strict=True)
     overfit_tol = _finite("overfit_tol", overfit_tol, 0.0, strict=True)
     drift_tol = _finite("drift_tol", drift_tol, 0.0, strict=True)
+    scale_tol = _finite("scale_tol", scale_tol, 0.0, strict=True)
     found = []
     if abs(history.train_loss[-1] - LN2) < chance_tol and abs(history.val_loss[-1] - LN2) < chance_tol:
         found.append("stuck_at_chance")
@@ -532,8 +577,168 @@ def diagnose_training(
     ):
         found.append("overfitting")
     if abs(history.reward_mean[-1] - history.reward_mean[0]) > drift_tol:
-        found.append("reward_drift")
+        found.append("level_drift")
+    mid = history.reward_std[(len(history.step) - 1) // 2]
+    if history.reward_std[-1] > (1.0 + scale_tol) * mid:
+        found.append("scale_growth")
     return found
+
+
+# --------------------------------------------------------------------------
+# one step on the weights, noisy labels, ties (NumPy; no training)
+
+
+def _real_vector(name: str, x) -> np.ndarray:
+    a = np.asarray(_checks.as_real_array(name, _to_numpy(x)), dtype=np.float64)
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be a finite vector of shape (d,), got {_checks.describe(x)}")
+    return a
+
+
+def linear_score_step(weights, f_pref, f_rej, lr: float) -> dict:
+    r"""One gradient step of a linear reward model :math:`r(y) = w^\top f_y + b` on one pair.
+
+    With :math:`\Delta = r_{\text{pref}} - r_{\text{rej}}` the step is
+    :math:`w \leftarrow w + \eta\,\sigma(-\Delta)(f_{\text{pref}} - f_{\text{rej}})` (the bias
+    gets gradient 0), and with the kernel :math:`K(y, y') = f_y^\top f_{y'}` the
+    scores move by
+
+    .. math:: \delta r_{\text{pref}} = \eta\,\sigma(-\Delta)\,(K_{pp} - K_{pr}), \qquad
+              \delta r_{\text{rej}} = -\eta\,\sigma(-\Delta)\,(K_{rr} - K_{pr}),
+
+    so the gap grows by :math:`\eta\,\sigma(-\Delta)\,\|f_{\text{pref}} - f_{\text{rej}}\|^2 \ge 0`,
+    while the two moves need not be equal, and :math:`r_{\text{rej}}` *rises* when
+    :math:`K_{pr} > K_{rr}`.  For a linear model this is exact; for a network it is
+    the first order, with :math:`K` the kernel of score gradients
+    :math:`\nabla_\phi r(y)^\top \nabla_\phi r(y')`.
+
+    Returns ``{"r_pref", "r_rej"`` (before, bias 0), ``"new_r_pref", "new_r_rej"``
+    (after the step, computed from the new weights), ``"d_pref", "d_rej"`` (the
+    kernel formula), ``"k_pp", "k_pr", "k_rr", "new_weights"}``.
+    Shapes: ``weights``, ``f_pref``, ``f_rej`` all ``(d,)``; ``lr`` > 0.
+    """
+    from rmteach import numpy as rmnp
+
+    w = _real_vector("weights", weights)
+    fp = _real_vector("f_pref", f_pref)
+    fr = _real_vector("f_rej", f_rej)
+    if fp.shape != w.shape or fr.shape != w.shape:
+        raise ValueError(f"weights, f_pref and f_rej must have the same shape, got {w.shape}, {fp.shape}, {fr.shape}")
+    lr = _finite("lr", lr, 0.0, strict=True)
+    rp, rr = float(w @ fp), float(w @ fr)
+    g_pref, _ = rmnp.ranking_loss_grad(rp, rr)  # -sigma(-delta)
+    push = -float(g_pref)
+    new_w = w + lr * push * (fp - fr)
+    k_pp, k_pr, k_rr = float(fp @ fp), float(fp @ fr), float(fr @ fr)
+    return {
+        "r_pref": rp, "r_rej": rr,
+        "new_r_pref": float(new_w @ fp), "new_r_rej": float(new_w @ fr),
+        "d_pref": lr * push * (k_pp - k_pr), "d_rej": -lr * push * (k_rr - k_pr),
+        "k_pp": k_pp, "k_pr": k_pr, "k_rr": k_rr, "new_weights": new_w,
+    }
+
+
+def _prob(name: str, p) -> float:
+    p = _finite(name, p, 0.0)
+    if p > 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+    return p
+
+
+def flipped_label_probability(delta_true, flip_prob: float) -> np.ndarray:
+    r"""The probability that a label says :math:`y_a \succ y_b` when each label is flipped with probability :math:`\varepsilon`.
+
+    .. math:: p(\Delta^*) = (1 - \varepsilon)\,\sigma(\Delta^*) + \varepsilon\,\sigma(-\Delta^*)
+              = \varepsilon + (1 - 2\varepsilon)\,\sigma(\Delta^*)
+
+    with :math:`\Delta^* = r^*(y_a) - r^*(y_b)`.  It lies in :math:`[\varepsilon, 1-\varepsilon]`:
+    the best reward model under the ranking loss then has
+    :math:`\sigma(\Delta) = p`, so flipped labels shrink the learned margins (and
+    no margin beyond :math:`\log\frac{1-\varepsilon}{\varepsilon}` pays), but for
+    :math:`\varepsilon < \tfrac12` the ranking, the sign of :math:`\Delta`, is unchanged.
+    Shapes: ``delta_true`` any; the result has its shape (float64).
+    """
+    eps = _prob("flip_prob", flip_prob)
+    d = np.asarray(_checks.as_real_array("delta_true", _to_numpy(delta_true)), dtype=np.float64)
+    from rmteach import numpy as rmnp
+
+    return (eps + (1.0 - 2.0 * eps) * rmnp.preference_probability(d, np.zeros_like(d)))[()]
+
+
+def label_agreement(delta_true) -> dict:
+    r"""Two ceilings set by noisy labelers, for pairs with true gaps :math:`\Delta^*_i` (Bradley–Terry).
+
+    With :math:`p_i = \sigma(\Delta^*_i)` the chance that a labeler prefers :math:`y_a`:
+
+    .. math:: \text{agreement} = \frac{1}{n}\sum_i \bigl(p_i^2 + (1 - p_i)^2\bigr), \qquad
+              \text{best\_accuracy} = \frac{1}{n}\sum_i \max(p_i, 1 - p_i)
+
+    ``agreement`` is how often two independent labelers agree (what
+    inter-annotator agreement measures; InstructGPT reports about 73%).
+    ``best_accuracy`` is the highest expected accuracy *any* reward model can
+    reach against one labeler's labels (the true rewards reach it).  It is
+    always at least the agreement (:math:`\max(p, 1-p) \ge p^2 + (1-p)^2`): a
+    model may beat the agreement rate, but held-out accuracy above
+    ``best_accuracy`` is a warning sign (leaked or duplicated pairs).
+    Returns both as floats.  Shapes: ``delta_true`` ``(n,)``, n >= 1.
+    """
+    d = _real_vector("delta_true", delta_true)
+    from rmteach import numpy as rmnp
+
+    p = rmnp.preference_probability(np.abs(d), np.zeros_like(d))  # max(p, 1 - p), computed stably
+    q = rmnp.preference_probability(-np.abs(d), np.zeros_like(d))
+    return {"agreement": math.fsum(p * p + q * q) / d.size, "best_accuracy": math.fsum(p) / d.size}
+
+
+def rao_kupper_probabilities(delta, log_theta: float) -> dict:
+    r"""Bradley–Terry with ties, Rao and Kupper (1967): win, loss and tie for a reward gap :math:`\Delta`.
+
+    With :math:`\theta = e^{\eta} \ge 1` (:math:`\eta` = ``log_theta`` :math:`\ge 0`):
+
+    .. math:: P(y_a \succ y_b) = \frac{e^{r_a}}{e^{r_a} + \theta e^{r_b}} = \sigma(\Delta - \eta), \qquad
+              P(y_b \succ y_a) = \sigma(-\Delta - \eta),
+
+    .. math:: P(\text{tie}) = (\theta^2 - 1)\,\sigma(\Delta - \eta)\,\sigma(-\Delta - \eta).
+
+    A tie means "the gap is below a threshold :math:`\eta`"; :math:`\eta = 0` is plain
+    Bradley–Terry (no ties).  The tie probability uses ``expm1(2*eta)`` and the
+    stable sigmoid, never ``1 - P(win) - P(loss)`` (which cancels).
+    Returns ``{"win", "loss", "tie"}`` (float64, the shape of ``delta``), summing to 1.
+    """
+    eta = _finite("log_theta", log_theta, 0.0)
+    d = np.asarray(_checks.as_real_array("delta", _to_numpy(delta)), dtype=np.float64)
+    from rmteach import numpy as rmnp
+
+    zero = np.zeros_like(d)
+    win = rmnp.preference_probability(d - eta, zero)
+    loss = rmnp.preference_probability(-d - eta, zero)
+    tie = math.expm1(2.0 * eta) * win * loss
+    return {"win": np.asarray(win)[()], "loss": np.asarray(loss)[()], "tie": np.asarray(tie)[()]}
+
+
+def davidson_probabilities(delta, nu: float) -> dict:
+    r"""Bradley–Terry with ties, Davidson (1970): win, loss and tie for a reward gap :math:`\Delta`.
+
+    .. math:: P(y_a \succ y_b) = \frac{e^{r_a}}{e^{r_a} + e^{r_b} + \nu\sqrt{e^{r_a}e^{r_b}}}
+              = \frac{e^{\Delta/2}}{e^{\Delta/2} + e^{-\Delta/2} + \nu}, \qquad
+              P(\text{tie}) = \frac{\nu}{e^{\Delta/2} + e^{-\Delta/2} + \nu}
+
+    and :math:`P(y_b \succ y_a)` with :math:`-\Delta`.  :math:`\nu \ge 0`; :math:`\nu = 0` is plain
+    Bradley–Terry.  Ties are likeliest at :math:`\Delta = 0`, where
+    :math:`P(\text{tie}) = \nu/(2 + \nu)`.  Computed as a softmax of
+    :math:`(\Delta/2, -\Delta/2, \log\nu)` with the maximum subtracted (no overflow).
+    Returns ``{"win", "loss", "tie"}`` (float64, the shape of ``delta``), summing to 1.
+    """
+    nu = _finite("nu", nu, 0.0)
+    d = np.asarray(_checks.as_real_array("delta", _to_numpy(delta)), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        log_nu = math.log(nu) if nu > 0 else -math.inf
+    logits = np.stack([d / 2, -d / 2, np.full_like(d, log_nu)])
+    top = np.max(logits, axis=0)
+    e = np.exp(logits - top)
+    total = e.sum(axis=0)
+    win, loss, tie = e / total
+    return {"win": np.asarray(win)[()], "loss": np.asarray(loss)[()], "tie": np.asarray(tie)[()]}
 
 
 # --------------------------------------------------------------------------
@@ -584,19 +789,27 @@ def overfitting_demo(
 
 
 def drifting_scale_demo(
-    *, steps: int = 300, center_coef: float = 0.0, callback: Optional[Callable[..., object]] = None
+    *, steps: int = 300, center_coef: float = 0.0, weight_decay: float = 0.0, label_smoothing: float = 0.0,
+    callback: Optional[Callable[..., object]] = None,
 ) -> TrainingHistory:
-    r"""A run whose reward level drifts although only differences are trained.
+    r"""A run whose reward scale grows and whose level drifts, although only differences are trained.
 
     A noiseless labeler (``labels="deterministic"``) makes every pair separable,
-    so the loss keeps falling by scaling the weights up; the features have mean
-    2, so the mean reward :math:`w^\top\bar x + b` drifts with the scale.  With
-    ``center_coef`` > 0 (try 0.01) the centering penalty pulls the bias back
-    and the mean reward stays near 0.  Centering targets the level; it holds the
-    spread back only as a side effect (the penalty grows with any large reward).
+    so the loss keeps falling by scaling the weights up: the spread of the
+    rewards grows for as long as training runs (``"scale_growth"``).  The
+    features have mean 2, so the mean reward :math:`w^\top\bar f + b` drifts with
+    the scale (``"level_drift"``).
+
+    Two different cures.  ``center_coef`` > 0 (try 0.01) pins the level: since
+    :math:`E[(r_a + r_b)^2] = (E[r_a + r_b])^2 + \mathrm{Var}(r_a + r_b)`, the bias
+    cancels the first term, and the second, which grows with :math:`\|w\|^2`,
+    also holds the spread back, at a small cost in accuracy.  ``weight_decay``,
+    ``label_smoothing`` (:func:`train_reward_model`) or fewer ``steps``
+    (early stopping; one epoch is 16 steps of 64 pairs here) limit the scale.
     """
     data = make_preference_data(n_train=1000, n_val=300, feature_mean=2.0, labels="deterministic", seed=3)
     model = LinearRewardModel(data.n_features, init="zeros")
     return train_reward_model(
-        model, data, steps=steps, lr=0.05, batch_size=64, center_coef=center_coef, callback=callback
+        model, data, steps=steps, lr=0.05, batch_size=64, center_coef=center_coef,
+        weight_decay=weight_decay, label_smoothing=label_smoothing, callback=callback,
     )

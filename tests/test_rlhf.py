@@ -246,7 +246,7 @@ def test_simulated_update_is_the_exact_gradient():
 def test_simulation_converges_to_the_closed_form():
     log = rlhf.simulate_kl_regularized_training(REF, PROXY, TRUE, 2.0, lr=1.0, steps=400)
     np.testing.assert_allclose(log["probs"][-1], rlhf.kl_regularized_policy(REF, PROXY, 2.0), atol=1e-8)
-    assert set(log) == {"step", "proxy_reward", "true_reward", "kl", "heldout_accuracy", "probs"}
+    assert set(log) == {"step", "proxy_reward", "true_reward", "kl", "heldout_accuracy", "human_win_rate", "probs"}
     assert log["step"].tolist() == list(range(401))
 
 
@@ -256,12 +256,43 @@ def test_reward_hacking_shows_in_the_log_without_a_kl_penalty():
     assert proxy[-1] > 3.9 and proxy[-1] > proxy[0]  # the dashboard looks great
     assert true[-1] < true[0]  # people like the outputs less than before training
     assert acc[-1] < 0.1 < 0.7 < acc[0]
-    onset = rlhf.reward_hacking_onset(proxy, acc, window=5, tol=0.02)
-    peak = int(np.argmax(true))
-    assert onset is not None and onset <= peak  # accuracy warns before quality falls
+    # on-policy agreement falls from step 1, so it flags at step 5 whatever beta is: a useless alarm
+    assert rlhf.reward_hacking_onset(proxy, acc, window=5, tol=0.02) == 5
     # a strong KL penalty keeps the policy near the reference and the quality above it
     safe = rlhf.simulate_kl_regularized_training(REF, PROXY, TRUE, 2.0, lr=1.0, steps=80)
     assert safe["kl"][-1] < 0.5 and safe["true_reward"][-1] > true[0]
+
+
+def test_human_win_rate_against_brute_force_and_at_the_reference():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        pi, ref = rng.dirichlet(np.ones(4)), rng.dirichlet(np.ones(4))
+        rstar = rng.normal(size=4) * 3
+        brute = sum(float(pi[j] * ref[k] / (1 + mpmath.exp(-(rstar[j] - rstar[k])))) for j in range(4) for k in range(4))
+        assert rlhf.human_win_rate(pi, ref, rstar) == pytest.approx(brute, rel=1e-13)
+        assert rlhf.human_win_rate(ref, ref, rstar) == pytest.approx(0.5, abs=1e-15)
+    assert rlhf.human_win_rate([0.0, 1.0], [1.0, 0.0], [0.0, 800.0]) == 1.0
+    with pytest.raises(ValueError, match="ref_probs must have the shape of probs"):
+        rlhf.human_win_rate([0.5, 0.5], [0.2, 0.3, 0.5], [1.0, 0.0])
+
+
+def test_human_win_rate_peaks_where_people_s_score_peaks_and_the_alarm_follows():
+    peaks, onsets = [], []
+    for beta in (0.0, 0.5, 1.0, 2.0, 3.0):
+        log = rlhf.simulate_kl_regularized_training(REF, PROXY, TRUE, beta, lr=1.0, steps=80)
+        w = log["human_win_rate"]
+        assert w[0] == pytest.approx(0.5, abs=1e-15)
+        peak = int(np.argmax(w))
+        assert peak == int(np.argmax(log["true_reward"]))
+        peaks.append(peak)
+        onsets.append(rlhf.reward_hacking_onset(log["proxy_reward"], w, window=5, tol=0.02))
+    assert peaks == [13, 7, 5, 4, 3]
+    assert onsets == [20, 10, 9, 9, None]  # after people's score turns; beta = 3 never flagged
+    # the beta = 0 run stopped at its peak beats every converged beta
+    best_converged = max(rlhf.kl_regularized_policy(REF, PROXY, b) @ TRUE for b in np.linspace(0.05, 10, 400))
+    log0 = rlhf.simulate_kl_regularized_training(REF, PROXY, TRUE, 0.0, lr=1.0, steps=80)
+    assert round(float(log0["true_reward"][13]), 3) == 2.172 > best_converged
+    assert round(float(best_converged), 3) == 0.816
 
 
 def test_reward_hacking_onset_on_a_table():
@@ -302,3 +333,33 @@ def test_drift_scale_is_a_silent_change_of_beta():
     assert d["scale_ratio"] == pytest.approx(2.0, rel=1e-14)
     pi_drift = rlhf.kl_regularized_policy(REF, 3.0 + 2.0 * PROXY, 0.5)
     np.testing.assert_allclose(pi_drift, rlhf.kl_regularized_policy(REF, PROXY, 0.25), rtol=1e-12)
+
+
+def test_pooled_spread_grows_with_prompt_offsets_alone():
+    # the same five scores on two prompts offset by +-1.5: pooled std 2.06 -> 2.55, every per-prompt policy unchanged
+    pooled_before = np.r_[PROXY, PROXY]
+    pooled_after = np.r_[PROXY + 1.5, PROXY - 1.5]
+    d = rlhf.reward_drift(pooled_before, pooled_after)
+    assert round(PROXY.std(), 2) == 2.06 and round(pooled_after.std(), 2) == 2.55
+    assert round(d["scale_ratio"], 2) == 1.24
+    for offset in (1.5, -1.5):
+        np.testing.assert_allclose(rlhf.kl_regularized_policy(REF, PROXY + offset, 1.0),
+                                   rlhf.kl_regularized_policy(REF, PROXY, 1.0), rtol=1e-14)
+
+
+def test_paired_drift_recovers_offset_and_stretch_and_recalibration_undoes_it():
+    now = 0.8 + 1.5 * PROXY
+    fit = rlhf.paired_reward_drift(PROXY, now)
+    assert fit["offset"] == pytest.approx(0.8, rel=1e-14) and fit["scale"] == pytest.approx(1.5, rel=1e-14)
+    back = rlhf.recalibrate_rewards(now, fit["offset"], fit["scale"])
+    np.testing.assert_allclose(back, PROXY, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(rlhf.kl_regularized_policy(REF, back, 1.0), rlhf.kl_regularized_policy(REF, PROXY, 1.0),
+                               rtol=1e-13)
+    np.testing.assert_allclose(rlhf.kl_regularized_policy(REF, now, 1.0),
+                               rlhf.kl_regularized_policy(REF, PROXY, 1.0 / 1.5), rtol=1e-12)
+    with pytest.raises(ValueError, match="same responses"):
+        rlhf.paired_reward_drift(PROXY, now[:3])
+    with pytest.raises(ValueError, match="all equal"):
+        rlhf.paired_reward_drift([1.0, 1.0], [2.0, 3.0])
+    with pytest.raises(ValueError, match="scale"):
+        rlhf.recalibrate_rewards(now, 0.0, 0.0)

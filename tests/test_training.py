@@ -281,11 +281,39 @@ def test_drift_demo_and_centering():
     h = tr.drifting_scale_demo()
     assert h.reward_mean[0] == 0.0  # zero init
     assert h.reward_mean[-1] > 3.0
-    assert tr.diagnose_training(h) == ["reward_drift"]
+    assert tr.diagnose_training(h) == ["level_drift", "scale_growth"]
     c = tr.drifting_scale_demo(center_coef=0.01)
     assert abs(c.reward_mean[-1]) < 0.5
     assert tr.diagnose_training(c) == []
-    assert c.val_acc[-1] > 0.95  # the centering penalty costs no ranking ability
+    # E[(r_a + r_b)^2] = mean^2 + variance: the penalty also holds the spread back, at a small accuracy cost
+    assert round(h.reward_std[-1], 3) == 6.118 and round(c.reward_std[-1], 3) == 2.153
+    assert c.val_acc[-1] < h.val_acc[-1]
+    assert round(h.val_acc[-1], 4) == 0.9967 and round(c.val_acc[-1], 4) == 0.9867
+    strong = tr.drifting_scale_demo(center_coef=0.1)
+    assert strong.reward_std[-1] < 0.75 and strong.val_acc[-1] == pytest.approx(0.98, abs=1e-12)
+
+
+def test_scale_growth_cures_leave_the_level_alone():
+    # weight decay and label smoothing stop the scale growing; the level (features of mean 2) still drifts
+    for kw in ({"weight_decay": 0.05}, {"label_smoothing": 0.05}):
+        h = tr.drifting_scale_demo(**kw)
+        assert tr.diagnose_training(h) == ["level_drift"], kw
+        assert h.reward_std[-1] < 3.0
+    early = tr.drifting_scale_demo()
+    assert early.reward_std[early.step.index(20)] < 0.4 * early.reward_std[-1]  # early stopping: a smaller scale
+
+
+def test_diagnose_names_level_and_scale_separately():
+    def hist(mean, std):
+        h = tr.TrainingHistory()
+        for i, (m, s) in enumerate(zip(mean, std)):
+            h.append(10 * i, dict(train_loss=0.3, val_loss=0.3, train_acc=0.9, val_acc=0.9, reward_mean=m,
+                                  reward_std=s))
+        return h
+    assert tr.diagnose_training(hist([0, 1, 2, 3, 4], [1, 1, 1, 1, 1])) == ["level_drift"]
+    assert tr.diagnose_training(hist([0, 0, 0, 0, 0], [1, 1, 1, 1.2, 1.3])) == ["scale_growth"]
+    assert tr.diagnose_training(hist([0, 0, 0, 0, 0], [1, 1, 1, 1.2, 1.24])) == []
+    assert tr.diagnose_training(hist([0, 0, 0, 0, 0], [1, 1, 1, 1.2, 1.24]), scale_tol=0.2) == ["scale_growth"]
 
 
 def test_a_healthy_run_has_no_diagnosis(trained):
@@ -297,3 +325,113 @@ def test_diagnose_bad_input(trained):
         tr.diagnose_training({"train_loss": [0.7]})
     with pytest.raises(ValueError, match="chance_tol"):
         tr.diagnose_training(trained[1], chance_tol=0)
+    with pytest.raises(ValueError, match="scale_tol"):
+        tr.diagnose_training(trained[1], scale_tol=-1)
+
+
+# --------------------------------------------------------------------------
+# noisy labels, label smoothing, ties, one step on the weights
+
+
+def test_flip_prob_zero_gives_the_same_data_and_flips_flip():
+    a, b = tr.make_preference_data(seed=0), tr.make_preference_data(seed=0, flip_prob=0.0)
+    assert torch.equal(a.train_pairs, b.train_pairs) and torch.equal(a.val_pairs, b.val_pairs)
+    flipped = tr.make_preference_data(seed=0, flip_prob=1.0)
+    assert torch.equal(flipped.train_pairs, a.train_pairs.flip(1))
+    noisy = tr.make_preference_data(seed=0, flip_prob=0.2)
+    changed = (noisy.train_pairs != a.train_pairs).any(1).double().mean().item()
+    assert abs(changed - 0.2) < 0.03
+    with pytest.raises(ValueError, match="flip_prob"):
+        tr.make_preference_data(flip_prob=1.5)
+
+
+def test_flipped_label_probability():
+    eps = 0.1
+    np.testing.assert_allclose(tr.flipped_label_probability([0.0, 2.0, -2.0], eps),
+                               [0.5, 0.9 * rmnp.preference_probability(2.0, 0.0) + 0.1 * rmnp.preference_probability(0.0, 2.0),
+                                0.9 * rmnp.preference_probability(0.0, 2.0) + 0.1 * rmnp.preference_probability(2.0, 0.0)],
+                               rtol=1e-15)
+    assert tr.flipped_label_probability(800.0, eps) == 0.9  # saturates at 1 - eps
+    assert tr.flipped_label_probability(1.3, 0.0) == rmnp.preference_probability(1.3, 0.0)
+    with pytest.raises(ValueError, match="flip_prob"):
+        tr.flipped_label_probability(1.0, -0.1)
+
+
+def test_label_smoothing_bounds_the_scale():
+    d = tr.make_preference_data(n_items=60, n_features=3, n_train=400, n_val=50, labels="deterministic", seed=5)
+
+    def norm(steps, eps):
+        m = tr.LinearRewardModel(d.n_features, init="zeros")
+        tr.train_reward_model(m, d, steps=steps, lr=0.1, batch_size=400, label_smoothing=eps)
+        return m.linear.weight.norm().item()
+
+    # separable pairs: the plain loss keeps stretching the weights, the smoothed one stops
+    assert norm(1200, 0.0) > 1.5 * norm(400, 0.0)
+    assert norm(1200, 0.1) == pytest.approx(norm(400, 0.1), rel=1e-6)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tr.train_reward_model(tr.LinearRewardModel(3), d, steps=1, label_smoothing=0.5)
+
+
+def test_label_agreement_ceilings():
+    d = np.array([0.0, 1.0, -3.0])
+    p = np.array([0.5, rmnp.preference_probability(1.0, 0.0), rmnp.preference_probability(3.0, 0.0)])
+    got = tr.label_agreement(d)
+    assert got["agreement"] == pytest.approx(np.mean(p**2 + (1 - p) ** 2), rel=1e-15)
+    assert got["best_accuracy"] == pytest.approx(np.mean(p), rel=1e-15)
+    assert got["best_accuracy"] >= got["agreement"]
+    # one difficulty for every pair: 73% agreement means p = (1 + sqrt(0.46)) / 2, the ceiling is 0.839
+    p73 = (1 + math.sqrt(2 * 0.73 - 1)) / 2
+    dd = math.log(p73 / (1 - p73))
+    one = tr.label_agreement([dd])
+    assert one["agreement"] == pytest.approx(0.73, rel=1e-12) and round(one["best_accuracy"], 3) == 0.839
+
+
+@pytest.mark.parametrize("fn, param", [(tr.rao_kupper_probabilities, "log_theta"), (tr.davidson_probabilities, "nu")])
+def test_ties_models_sum_to_one_and_reduce_to_bradley_terry(fn, param):
+    d = np.array([-800.0, -3.0, 0.0, 0.7, 5.0, 800.0])
+    for v in (0.0, 0.3, 2.0):
+        p = fn(d, v)
+        np.testing.assert_allclose(p["win"] + p["loss"] + p["tie"], 1.0, rtol=1e-14)
+        np.testing.assert_allclose(fn(-d, v)["win"], p["loss"], rtol=1e-14)  # symmetric
+        assert np.all(np.isfinite(p["tie"])) and np.all(p["tie"] >= 0)
+    bt = fn(d, 0.0)
+    np.testing.assert_allclose(bt["win"], rmnp.preference_probability(d, 0 * d), rtol=1e-14)
+    assert np.all(bt["tie"] == 0.0)
+    with pytest.raises(ValueError, match=param):
+        fn(d, -1.0)
+
+
+def test_ties_pinned():
+    rk = tr.rao_kupper_probabilities(0.0, math.log(2.0))  # theta = 2: win = loss = 1/3, tie = 1/3
+    assert rk["win"] == pytest.approx(1 / 3, rel=1e-15) and rk["tie"] == pytest.approx(1 / 3, rel=1e-15)
+    dv = tr.davidson_probabilities(0.0, 1.0)  # nu/(2 + nu)
+    assert dv["tie"] == pytest.approx(1 / 3, rel=1e-15)
+    tiny = tr.rao_kupper_probabilities(0.0, 1e-12)  # no cancellation for a tiny threshold
+    assert tiny["tie"] == pytest.approx(0.5 * 1e-12, rel=1e-9)
+
+
+def test_linear_score_step_rejected_score_can_rise():
+    out = tr.linear_score_step([1.0, 4.0], [2.0, 0.0], [1.0, 0.5], 1.0)
+    s1 = rmnp.preference_probability(1.0, 0.0)  # sigma(-delta) with delta = -1
+    assert (out["r_pref"], out["r_rej"]) == (2.0, 3.0)  # the Q06 pair
+    assert (out["k_pp"], out["k_pr"], out["k_rr"]) == (4.0, 2.0, 1.25)
+    assert out["d_pref"] == pytest.approx(2 * s1, rel=1e-15) and out["d_rej"] == pytest.approx(0.75 * s1, rel=1e-15)
+    assert out["new_r_rej"] > out["r_rej"]  # the rejected score ROSE
+    assert out["new_r_pref"] - out["r_pref"] == pytest.approx(out["d_pref"], rel=1e-14)  # exact for a linear model
+    assert out["new_r_rej"] - out["r_rej"] == pytest.approx(out["d_rej"], rel=1e-14)
+    gap_growth = (out["new_r_pref"] - out["new_r_rej"]) - (out["r_pref"] - out["r_rej"])
+    assert gap_growth == pytest.approx(s1 * (4.0 - 2 * 2.0 + 1.25), rel=1e-14)  # sigma * |f_p - f_r|^2
+    assert round(out["new_r_pref"], 4) == 3.4621 and round(out["new_r_rej"], 4) == 3.5483
+
+
+def test_linear_score_step_matches_torch_autograd():
+    w = torch.tensor([0.3, -1.2, 0.8], dtype=torch.float64, requires_grad=True)
+    fp = torch.tensor([1.0, 0.5, -2.0], dtype=torch.float64)
+    fr = torch.tensor([0.2, 1.5, 1.0], dtype=torch.float64)
+    loss = -torch.nn.functional.logsigmoid(w @ fp - w @ fr)
+    loss.backward()
+    new_w = (w - 0.5 * w.grad).detach()
+    out = tr.linear_score_step(w.detach(), fp, fr, 0.5)
+    np.testing.assert_allclose(out["new_weights"], new_w.numpy(), rtol=1e-14)
+    with pytest.raises(ValueError, match="same shape"):
+        tr.linear_score_step([1.0], [1.0, 2.0], [1.0, 2.0], 1.0)
