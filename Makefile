@@ -6,7 +6,8 @@
 # Instructors (nbgrader course in assignments/, see assignments/README.md):
 #   make assignments  validate the source notebooks, generate release/, validate --invert the release
 #   make autograde    autograde everything under assignments/submitted/<student>/<assignment>/
-#                     in parallel (WORKERS=n), student kernels sandboxed (SANDBOX=auto|require|off)
+#                     in parallel (WORKERS=n), student kernels sandboxed (SANDBOX=auto|require|user|off;
+#                     no sandbox: grading stops; SANDBOX=off grades unsandboxed, on purpose)
 #   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
 #   make grades       print the grade table, write assignments/grades.csv
 #   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
@@ -20,7 +21,7 @@ PORT   ?= 8888
 EXPLORE_PORT ?= 8866
 
 COURSE ?= assignments
-# make autograde: WORKERS=n parallel graders (default one per core); SANDBOX=auto|require|off
+# make autograde: WORKERS=n parallel graders (default one per core); SANDBOX=auto|require|user|off
 WORKERS ?=
 SANDBOX ?= $(or $(RMTEACH_SANDBOX),auto)
 
@@ -74,7 +75,7 @@ grades: $(STAMP)
 	$(PY) -m rmteach.grading grades --course $(COURSE)
 
 grade-demo: $(STAMP)
-	$(PY) -m rmteach.grading demo
+	$(PY) -m rmteach.grading demo --sandbox $(SANDBOX)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info

@@ -611,16 +611,84 @@ def test_configure_nbgrader_replaces_execute_only(need_sandbox, tmp_path):
     assert configure_nbgrader(Config(), mode="off")[0] is False
 
 
-def test_unavailable_sandbox_is_reported_not_silent(monkeypatch):
+def test_unavailable_sandbox_fails_closed(monkeypatch):
     from traitlets.config import Config
 
     missing = "/nonexistent/bwrap"
     ok, reason = sandbox_available(missing)
     assert not ok and missing in reason
     monkeypatch.setattr(sandbox, "sandbox_available", lambda: (False, "bubblewrap (bwrap) is not installed"))
+    monkeypatch.setattr(sandbox, "user_sandbox_available", lambda: (False, "no grader user"))
     c = Config()
     ok, message = configure_nbgrader(c, mode="auto")
-    assert not ok and message.startswith("NOT SANDBOXED") and "grader's permissions" in message
-    assert "autograde_preprocessors" not in c.Autograde
+    assert not ok and message.startswith("NO SANDBOX") and "not installed" in message
+    assert "SANDBOX=off" in message and "apt-get install" in message  # the fix, and the explicit way out
+    names = c.Autograde.autograde_preprocessors
+    assert sandbox.REFUSE_UNSANDBOXED in names and not any(n.endswith(".Execute") for n in names), names
+    refuse = sandbox.RefuseUnsandboxed(config=c)
+    with pytest.raises(SandboxError, match="NO SANDBOX: bubblewrap"):
+        refuse.preprocess(nbformat.v4.new_notebook(), {})
     with pytest.raises(SandboxError, match="not installed"):
-        configure_nbgrader(c, mode="require")
+        configure_nbgrader(Config(), mode="require")
+    off = Config()
+    assert configure_nbgrader(off, mode="off")[0] is False and "autograde_preprocessors" not in off.Autograde
+
+
+def test_plain_nbgrader_autograde_runs_no_student_code_without_a_sandbox(tmp_path):
+    """The course config in auto mode with no sandbox: `nbgrader autograde` itself refuses, nothing runs."""
+    course = tmp_path / "course"
+    marker = tmp_path / "student-code-ran"
+    (course / "source" / "ps1").mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(textwrap.dedent(f"""
+        c = get_config()
+        c.CourseDirectory.course_id = "failclosed"
+        c.Autograde.create_student = True
+        import rmteach.grading.sandbox as _s
+        _s.sandbox_available = lambda *a: (False, "bubblewrap (bwrap) is not installed (simulated)")
+        _s.user_sandbox_available = lambda: (False, "no grader user (simulated)")
+        _s.configure_nbgrader(c, course_root={str(course)!r}, mode="auto")
+        """))
+    nbformat.write(_source_notebook(), course / "source" / "ps1" / "ps1.ipynb")
+    _nbgrader(course, "generate_assignment", "ps1")
+    write_submissions(course, {"eve": f"open({str(marker)!r}, 'w').write('ran')\n" + GOOD_ANSWER})
+    proc = _nbgrader(course, "autograde", "ps1", rc=1)
+    log = proc.stdout + proc.stderr
+    assert "NO SANDBOX: bubblewrap: bubblewrap (bwrap) is not installed (simulated)" in log, log
+    assert not marker.exists(), "the student's code ran without a sandbox"
+    assert not (course / "autograded" / "eve" / "ps1" / "ps1.ipynb").exists()
+
+
+def _linked_layouts(tmp: Path, venv: Path) -> dict[str, Path]:
+    """Three ways an instructor's environment is reached through symlinks; each maps to the python to run."""
+    (tmp / "course").mkdir()
+    (tmp / "course" / ".venv").symlink_to(venv)  # a course .venv linked to an environment elsewhere
+    (tmp / "b").symlink_to(venv)
+    (tmp / "a").symlink_to(tmp / "b")  # a link to a link
+    (tmp / "envs").symlink_to(venv.parent)  # the folder holding the venv is a link (venv outside the course)
+    return {"linked .venv": tmp / "course" / ".venv" / "bin" / "python",
+            "link to a link": tmp / "a" / "bin" / "python",
+            "linked parent folder": tmp / "envs" / venv.name / "bin" / "python"}
+
+
+@pytest.mark.parametrize("layout", ["linked .venv", "link to a link", "linked parent folder"])
+def test_sandbox_works_whatever_symlinks_lie_on_the_environment_path(need_sandbox, tmp_path, layout):
+    venv = Path(sys.prefix).resolve()
+    if venv == Path(sys.base_prefix).resolve():
+        pytest.skip("the tests do not run in a virtual environment")
+    python = _linked_layouts(tmp_path, venv)[layout]
+    code = textwrap.dedent("""
+        import json, subprocess, sys, tempfile
+        from rmteach.grading import sandbox
+        ok, why = sandbox.sandbox_available()
+        work = tempfile.mkdtemp()
+        cmd = sandbox.bwrap_command([sys.executable, "-c", "import sys, numpy, ipykernel, rmteach.grading; print(sys.prefix)"],
+                                    workdir=work)
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        print(json.dumps({"ok": ok, "why": why, "prefix": sys.prefix, "rc": run.returncode,
+                          "out": run.stdout.strip(), "err": run.stderr.strip()[-500:]}))
+        """)
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["ok"], got["why"]
+    assert got["rc"] == 0 and got["out"] == got["prefix"], got  # the kernel's Python ran by the linked path, as a venv

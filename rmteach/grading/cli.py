@@ -6,7 +6,7 @@ The Makefile calls::
     python -m rmteach.grading autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|user|off]
     python -m rmteach.grading feedback    [--course DIR]
     python -m rmteach.grading grades      [--course DIR] [--csv FILE]
-    python -m rmteach.grading demo        [--keep DIR]  # three made-up students, whole pipeline
+    python -m rmteach.grading demo        [--keep DIR] [--sandbox MODE]  # three made-up students, whole pipeline
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.add_argument("--csv", type=Path, default=None, help="CSV path (default: COURSE/grades.csv)")
     p = sub.add_parser("demo", help="the whole workflow for three made-up students, in a temporary course copy")
     p.add_argument("--keep", type=Path, default=None, help="build the course copy here (an empty or new folder) and keep it")
+    p.add_argument("--sandbox", choices=SANDBOX_MODES, default=None,
+                   help=f"as for autograde (default: ${SANDBOX_ENV}, else auto)")
     args = parser.parse_args(argv)
     try:
         if args.command == "assignments":
@@ -94,7 +96,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(format_table(rows))
             print(f"CSV: {path}")
         elif args.command == "demo":
-            return demo(args.keep)
+            return demo(args.keep, sandbox=args.sandbox)
     except GradingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

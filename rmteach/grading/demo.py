@@ -163,7 +163,7 @@ def make_demo_submissions(course: Path, students: Mapping[str, tuple] = DEMO_STU
     return expected
 
 
-def demo(keep: Optional[Path] = None, log=print) -> int:
+def demo(keep: Optional[Path] = None, log=print, sandbox: Optional[str] = None) -> int:
     """``make grade-demo``: the whole workflow on a temporary copy of the course.
 
     Releases every assignment, writes three made-up students' submissions (a
@@ -188,7 +188,7 @@ def demo(keep: Optional[Path] = None, log=print) -> int:
         expected = make_demo_submissions(course)
         for student, (what, _) in DEMO_STUDENTS.items():
             log(f"submitted/{student}/<assignment>/: {what}")
-        problems = [f"{r.student}/{r.assignment}: {r.status}" for r in autograde(course, log=log) if r.failed]
+        problems = [f"{r.student}/{r.assignment}: {r.status}" for r in autograde(course, sandbox=sandbox, log=log) if r.failed]
         generate_feedback(course, log=log)
         rows = [r for r in grade_rows(course) if r["student"] in DEMO_STUDENTS]
         csv_path = write_csv(rows, course / "grades.csv")

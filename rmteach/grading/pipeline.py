@@ -95,8 +95,10 @@ def sandbox_mode(mode: Optional[str] = None) -> str:
 def sandbox_state(course: Path, mode: str = "auto") -> tuple[bool, str]:
     """Load the course config with sandbox ``mode`` and say whether kernels run sandboxed.
 
-    Returns ``(True, "sandbox: ...")`` or ``(False, "NOT SANDBOXED: ...")``; raises
-    :class:`GradingError` when ``mode == "require"`` and the sandbox is unavailable.
+    Returns ``(True, "sandbox: ...")``, or ``(False, "NOT SANDBOXED: turned off ...")`` when
+    the instructor chose ``mode="off"``.  Raises :class:`GradingError` with the reason and
+    the fix when no sandbox can start in any other mode: grading then stops before the
+    first student, never falls back to running student code unprotected.
     """
     from rmteach.grading import sandbox
 
@@ -107,7 +109,8 @@ def sandbox_state(course: Path, mode: str = "auto") -> tuple[bool, str]:
         with contextlib.redirect_stderr(io.StringIO()):  # the config's own warning: said below
             cfg = _course_config(course)
     except sandbox.SandboxError as exc:
-        raise GradingError(f"sandbox required ({SANDBOX_ENV}=require) but not available: {exc}")
+        raise GradingError(f"sandbox required ({SANDBOX_ENV}=require) but not available: "
+                           + sandbox.no_sandbox_message(str(exc)))
     finally:
         if old is None:
             os.environ.pop(SANDBOX_ENV, None)
@@ -124,8 +127,11 @@ def sandbox_state(course: Path, mode: str = "auto") -> tuple[bool, str]:
         return False, (f"NOT SANDBOXED: turned off ({SANDBOX_ENV}=off / SANDBOX=off); "
                        "student code runs with the grader's permissions")
     ok, why = sandbox.sandbox_available()
-    why = why if not ok else f"{course / 'nbgrader_config.py'} does not call rmteach.grading.sandbox.configure_nbgrader"
-    return False, f"NOT SANDBOXED: {why}. Student code runs with the grader's permissions."
+    if ok:
+        why = f"{course / 'nbgrader_config.py'} does not call rmteach.grading.sandbox.configure_nbgrader"
+    elif sandbox.REFUSE_UNSANDBOXED in names:
+        why = cfg.RefuseUnsandboxed.get("reason", why)
+    raise GradingError(sandbox.no_sandbox_message(why))
 
 
 
@@ -315,7 +321,7 @@ def _register(course: Path, jobs: Sequence[tuple[str, str]]) -> set[str]:
         return {a.name for a in gb.assignments}
 
 
-def autograde(course: Path, force: bool = False, workers: Optional[int] = None, sandbox: str = "auto",
+def autograde(course: Path, force: bool = False, workers: Optional[int] = None, sandbox: Optional[str] = None,
               log=print, job_timeout: float = JOB_TIMEOUT) -> list[JobResult]:
     """``make autograde``: grade every ``submitted/<student>/<assignment>/`` in parallel.
 
@@ -332,8 +338,12 @@ def autograde(course: Path, force: bool = False, workers: Optional[int] = None, 
     on.  Logs the sandbox state, one progress line per finished job and one line
     per problem; writes every job's status to :data:`STATUS_FILE`.  Submissions
     already autograded (and not submitted again since) are skipped unless
-    ``force``.  ``sandbox``: ``"auto"`` (sandbox when available, say loudly when
-    not), ``"require"`` (raise :class:`GradingError` when unavailable), ``"off"``.
+    ``force``.  ``sandbox`` (default ``$RMTEACH_SANDBOX``, else ``"auto"``): ``"auto"``
+    and ``"require"`` grade in bubblewrap, else as the unprivileged grader user, and
+    raise :class:`GradingError` (reason and fix) before the first student when neither
+    can start; ``"user"`` forces the grader user; ``"off"`` grades unsandboxed, as the
+    instructor explicitly asked, and says so in the log of every run.  A kernel that
+    cannot start in the sandbox fails its job; it is never retried without it.
     """
     course = Path(course).resolve()
     mode = sandbox_mode(sandbox)

@@ -122,6 +122,36 @@ def python_readonly_paths() -> list[Path]:
     return sorted(p for p in paths if p != Path("/") and usr not in p.parents and p != usr)
 
 
+def _seen(p: os.PathLike | str) -> Path:
+    """``p`` made absolute as this process names it: symlinks on the way kept."""
+    return Path(os.path.abspath(os.fspath(p)))
+
+
+def python_mounts() -> list[tuple[Path, Path]]:
+    """``(host path, path inside the sandbox)`` for each read-only mount the kernel's Python needs.
+
+    Each of :func:`python_readonly_paths` is mounted at its real path.  Where a
+    symlink lies on the way to the interpreter, the environment or the ``rmteach``
+    package (a ``.venv`` that is a link to an environment elsewhere, a conda-style
+    prefix reached through a link, a repository under a linked folder), the same
+    real folder is mounted a second time at the path this process knows it by, so
+    the kernel runs by the very path nbgrader gives it (``sys.executable``), finds
+    its ``pyvenv.cfg`` next to it, and its editable install finds the package.
+    """
+    usr = Path("/usr")
+    mounts = {(p, p) for p in python_readonly_paths()}
+    seen = [sys.base_prefix, sys.prefix, Path(sys.executable).parent, Path(__file__).parents[1]]
+    for path in seen:
+        alias, real = _seen(path), _real(path)
+        if alias != real and alias != usr and usr not in alias.parents:
+            mounts.add((real, alias))
+
+    def covered(src: Path, dest: Path) -> bool:  # already visible through a mount of a parent folder
+        return any(d in dest.parents and r / dest.relative_to(d) == src for r, d in mounts)
+
+    return sorted((m for m in mounts if not covered(*m)), key=lambda m: (len(m[1].parts), str(m[1])))
+
+
 def course_protected_paths(course_root: os.PathLike | str) -> list[Path]:
     """The paths of an nbgrader course that no sandbox mount may expose."""
     root = _real(course_root)
@@ -175,9 +205,10 @@ def bwrap_command(
     if not work.is_dir():
         raise SandboxError(f"the student's working folder {work} does not exist")
     rws = [work] + [_real(d) for d in rw_dirs]
-    ros = python_readonly_paths() + [_real(p) for p in extra_ro_paths]
+    ro_mounts = python_mounts() + [(_real(p), _real(p)) for p in extra_ro_paths]
+    ros = [dest for _, dest in ro_mounts]
     protected = [_real(p) for p in protected_paths]
-    for mount in rws + ros:
+    for mount in rws + [src for src, _ in ro_mounts] + ros:
         if mount == Path("/"):
             raise SandboxError("refusing to mount / into the sandbox")
         for p in protected:
@@ -217,8 +248,8 @@ def bwrap_command(
     for a in anchors:
         cmd += ["--tmpfs", str(a)]
     # Read-only mounts after /tmp, so that a Python or venv under /tmp still shows through.
-    for p in ros:
-        cmd += ["--ro-bind", str(p), str(p)]
+    for src, dest in ro_mounts:
+        cmd += ["--ro-bind", str(src), str(dest)]
     for p in rws:
         cmd += ["--bind", str(p), str(p)]
     for a in anchors:
@@ -299,11 +330,11 @@ def _probe(bwrap: Optional[str]) -> tuple[bool, str]:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout).strip().splitlines()
-            return False, (
-                f"bwrap at {path} cannot start the sandbox (exit {proc.returncode}: "
-                f"{err[-1] if err else 'no message'}); user namespaces may be disabled "
-                "(sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)"
-            )
+            last = err[-1] if err else "no message"
+            hint = ("the kernel's Python cannot be run inside the sandbox" if proc.returncode == 127 else
+                    "user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone / "
+                    "user.max_user_namespaces)")
+            return False, f"bwrap at {path} cannot start the sandbox (exit {proc.returncode}: {last}); {hint}"
         if proc.stdout.strip() != "nonet":
             return False, f"bwrap at {path} started, but the sandbox still has a network: {proc.stdout.strip()!r}"
         if not Path(probe_dir, "ok").exists():
@@ -754,11 +785,56 @@ def __getattr__(name: str) -> Any:
         SandboxedExecute.__module__ = __name__
         globals()["SandboxedExecute"] = SandboxedExecute
         return SandboxedExecute
+    if name == "RefuseUnsandboxed":
+        from nbgrader.preprocessors import NbGraderPreprocessor
+
+        class RefuseUnsandboxed(NbGraderPreprocessor):
+            """Stands where ``Execute`` stood when no sandbox can start: executes nothing, fails the autograde.
+
+            So even a plain ``nbgrader autograde`` run with this course's config never
+            runs a student's code with the grader's permissions unless the instructor
+            turned the sandbox off (``RMTEACH_SANDBOX=off``).
+            """
+
+            reason = Unicode("no sandbox is available", help="Why no sandbox could start.").tag(config=True)
+
+            def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
+                raise SandboxError(no_sandbox_message(self.reason))
+
+        RefuseUnsandboxed.__module__ = __name__
+        globals()["RefuseUnsandboxed"] = RefuseUnsandboxed
+        return RefuseUnsandboxed
     raise AttributeError(name)
 
 
 _EXECUTE_NAMES = {"nbgrader.preprocessors.Execute", "nbgrader.preprocessors.execute.Execute"}
 SANDBOXED_EXECUTE = "rmteach.grading.sandbox.SandboxedExecute"
+#: what runs instead of ``Execute`` when no sandbox can start: it runs nothing and fails the autograde
+REFUSE_UNSANDBOXED = "rmteach.grading.sandbox.RefuseUnsandboxed"
+#: how an instructor grades unsandboxed on purpose
+OFF_HINT = "make autograde SANDBOX=off (RMTEACH_SANDBOX=off)"
+
+
+def no_sandbox_message(reason: str) -> str:
+    """What grading says when no sandbox can start: the reason, the fix, and how to opt out."""
+    return (f"NO SANDBOX: {reason}. Grading refused: no student code runs with the grader's permissions. "
+            f"Fix: {INSTALL_HINT} (and allow user namespaces), or grade unsandboxed on purpose: {OFF_HINT}.")
+
+
+def _replace_execute(c: Any, replacement: str) -> None:
+    """Put ``replacement`` where nbgrader's ``Execute`` is in ``c.Autograde.autograde_preprocessors``."""
+    from nbgrader.converters import Autograde
+
+    if "autograde_preprocessors" in c.Autograde:
+        current = list(c.Autograde.autograde_preprocessors)
+    else:
+        current = list(Autograde.class_traits()["autograde_preprocessors"].default())
+    names = [p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}" for p in current]
+    names = [p.replace("nbgrader.preprocessors.execute.", "nbgrader.preprocessors.") for p in names]
+    ours = {SANDBOXED_EXECUTE, REFUSE_UNSANDBOXED}
+    if not any(n in _EXECUTE_NAMES or n in ours for n in names):
+        raise SandboxError(f"no nbgrader Execute preprocessor to replace in {names}")
+    c.Autograde.autograde_preprocessors = [replacement if n in _EXECUTE_NAMES or n in ours else n for n in names]
 
 
 def configure_nbgrader(
@@ -779,10 +855,12 @@ def configure_nbgrader(
     ``c.SandboxKernelManager`` limits and the protected paths of ``course_root``.
 
     ``mode``: ``"auto"`` uses bubblewrap, else the unprivileged grader user (root
-    only; see ``user_sandbox_available``), else leaves the plain Execute and says so;
-    ``"require"`` accepts either sandbox (the message says which) and raises
-    :class:`SandboxError` when neither is available; ``"user"`` forces the grader-user
-    fallback (or raises); ``"off"`` does nothing.
+    only; see ``user_sandbox_available``), else it *fails closed*: ``Execute`` is
+    replaced by :data:`REFUSE_UNSANDBOXED`, which fails every autograde with the
+    reason and the fix before any student code runs; ``"require"`` accepts either
+    sandbox (the message says which) and raises :class:`SandboxError` when neither is
+    available; ``"user"`` forces the grader-user fallback (or raises); ``"off"`` (the
+    instructor's explicit choice) leaves nbgrader's plain ``Execute``.
     Returns ``(sandboxed, message)``: print the message, it says which it is and why.
     """
     if mode not in MODES:
@@ -793,21 +871,10 @@ def configure_nbgrader(
     if mechanism is None:
         if mode in ("require", "user"):
             raise SandboxError(reason)
-        return False, f"NOT SANDBOXED: {reason}. Student code runs with the grader's permissions."
-
-    from nbgrader.converters import Autograde
-
-    if "autograde_preprocessors" in c.Autograde:
-        current = list(c.Autograde.autograde_preprocessors)
-    else:
-        current = list(Autograde.class_traits()["autograde_preprocessors"].default())
-    names = [p if isinstance(p, str) else f"{p.__module__}.{p.__qualname__}" for p in current]
-    names = [p.replace("nbgrader.preprocessors.execute.", "nbgrader.preprocessors.") for p in names]
-    if SANDBOXED_EXECUTE not in names:
-        if not any(n in _EXECUTE_NAMES for n in names):
-            raise SandboxError(f"no nbgrader Execute preprocessor to replace in {names}")
-        names = [SANDBOXED_EXECUTE if n in _EXECUTE_NAMES else n for n in names]
-    c.Autograde.autograde_preprocessors = names
+        _replace_execute(c, REFUSE_UNSANDBOXED)
+        c.RefuseUnsandboxed.reason = reason
+        return False, no_sandbox_message(reason)
+    _replace_execute(c, SANDBOXED_EXECUTE)
 
     km = c.SandboxKernelManager
     if memory_limit is not None:
@@ -824,8 +891,9 @@ def configure_nbgrader(
     return True, f"sandboxed: {reason}"
 
 
-#: ``configure_nbgrader`` modes.  "auto": bubblewrap, else the grader user, else none (loudly);
-#: "require": bubblewrap, else the grader user, else refuse; "user": the grader user or refuse; "off".
+#: ``configure_nbgrader`` modes.  "auto": bubblewrap, else the grader user, else grading is refused
+#: (before any student code runs); "require": the same, refused already when the config loads;
+#: "user": the grader user or refuse; "off": no sandbox, the instructor's explicit choice.
 MODES = ("auto", "require", "user", "off")
 
 
