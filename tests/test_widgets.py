@@ -421,3 +421,87 @@ def test_text_explorer_renders_the_slider_values_in_place():
         ex.set(gamma=1.0)
     with pytest.raises(ValueError, match=r"slider beta must be \(value, lo, hi, step\)"):
         text_explorer(render, beta=0.5)
+
+
+# ---------------------------------------------------------------------------
+# notebook 4: sliders that retrain; notebook 6: the KL-regularized policy as live bars
+
+
+def test_training_explorer_defaults_are_the_drifting_demo_and_sliders_retrain():
+    training = pytest.importorskip("rmteach.training")
+    ex = widgets.training_explorer()
+    assert ex.values == {"flip_prob": 0.0, "n_train": 1000, "lr": 0.05, "center_coef": 0.0}
+    demo = training.drifting_scale_demo()
+    r = ex.readouts
+    assert r["val_loss"] == demo.val_loss[-1] and r["val_acc"] == demo.val_acc[-1]
+    assert r["reward_mean"] == demo.reward_mean[-1] and r["reward_std"] == demo.reward_std[-1]
+    assert round(r["reward_mean"], 3) == 5.492 and round(r["reward_std"], 3) == 6.118
+    assert ex.diagnosis == ["level_drift", "scale_growth"]
+    assert "level_drift, scale_growth" in ex._diagnosis.value
+    loss_fig, reward_fig = figures(ex.widget)
+    marks = list(loss_fig.marks) + list(reward_fig.marks)
+    assert list(ex._val_line.y) == demo.val_loss
+
+    ex.set(center_coef=0.01)  # the centering penalty: level pinned, scale shrunk
+    centred = training.drifting_scale_demo(center_coef=0.01)
+    assert ex.readouts["reward_mean"] == centred.reward_mean[-1]
+    assert ex.readouts["reward_std"] == centred.reward_std[-1] < demo.reward_std[-1]
+    assert ex.diagnosis == []
+    assert figures(ex.widget) == [loss_fig, reward_fig] and list(loss_fig.marks) + list(reward_fig.marks) == marks
+    assert list(ex._std_line.y) == centred.reward_std  # the same line, new data
+
+    ex.set(center_coef=0.0, flip_prob=0.2)  # flipped labels shrink the scale, keep the ranking
+    assert ex.readouts["reward_std"] < 0.5 * demo.reward_std[-1]
+    assert ex.readouts["true_acc"] > 0.9 > ex.readouts["val_acc"]
+    assert all(not s.widget.continuous_update for s in ex._sliders.values())  # one retrain per release
+
+
+def test_training_explorer_retrains_in_well_under_a_second():
+    ex = widgets.training_explorer(n_train=2000)
+    ex.set(lr=0.1)
+    assert ex.readouts["seconds"] < 1.0
+
+
+def test_kl_policy_explorer_readouts_are_rlhf_numbers():
+    from rmteach import rlhf
+
+    ref = [0.20, 0.30, 0.25, 0.05, 0.20]
+    score = [2.5, 1.0, 0.0, 4.0, -2.0]
+    people = [2.5, 1.0, 0.0, -1.5, -2.0]
+    ex = widgets.kl_policy_explorer(ref, score, people, names=["solves", "partly", "vague", "flatters", "rude"])
+    bars = figures(ex.widget)[0].marks[0]
+    dots = figures(ex.widget)[1].marks[-1]
+    for log10_beta in (0.0, -1.0, 0.3, 1.3):
+        ex.set(log10_beta=log10_beta)
+        beta = 10.0 ** log10_beta
+        pi = rlhf.kl_regularized_policy(ref, score, beta)
+        kl = rlhf.categorical_kl(pi, ref)
+        r = ex.readouts
+        assert r["beta"] == beta
+        assert r["expected_reward"] == math.fsum(pi * np.array(score))
+        assert r["kl"] == kl and r["objective"] == r["expected_reward"] - beta * kl
+        assert r["true_reward"] == math.fsum(pi * np.array(people))
+        np.testing.assert_array_equal(ex.policy, pi)
+        np.testing.assert_array_equal(bars.y, np.vstack([ref, pi]))  # the same bars, new heights
+        assert list(dots.y) == [r["expected_reward"], r["true_reward"]]
+        assert figures(ex.widget)[0].marks[0] is bars
+    ex.set(log10_beta=0.0)
+    assert round(ex.readouts["kl"], 5) == 1.00547 and round(ex.readouts["objective"], 5) == 1.83401
+    assert list(bars.x) == ["solves", "partly", "vague", "flatters", "rude"]
+    no_truth = widgets.kl_policy_explorer(ref, score)
+    assert "true_reward" not in no_truth.readouts
+
+
+@pytest.mark.parametrize("build, kwargs, exc, match", [
+    (widgets.training_explorer, {"flip_prob": 0.6}, ValueError, r"flip_prob must be .* in \[0, 0.45\]"),
+    (widgets.training_explorer, {"n_train": 10.5}, TypeError, r"n_train must be an integer"),
+    (widgets.training_explorer, {"lr": 0.0}, ValueError, r"lr must be"),
+    (widgets.kl_policy_explorer, {"ref_probs": [0.5, 0.6], "reward": [1.0, 0.0]}, ValueError, r"ref_probs must sum to 1"),
+    (widgets.kl_policy_explorer, {"ref_probs": [0.5, 0.5], "reward": [1.0]}, ValueError, r"reward must have the shape"),
+    (widgets.kl_policy_explorer, {"ref_probs": [0.5, 0.5], "reward": [1.0, 0.0], "names": ["a"]}, ValueError, r"names must be 2"),
+    (widgets.kl_policy_explorer, {"ref_probs": [0.5, 0.5], "reward": [1.0, 0.0], "log10_beta": 2.0}, ValueError,
+     r"log10_beta must be"),
+])
+def test_bad_new_explorer_arguments(build, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        build(**kwargs)

@@ -20,7 +20,9 @@ it never rebuilds a figure.  Each slider carries the CSS class
 Builders: :func:`loss_explorer` (the main one), :func:`preference_explorer`,
 :func:`gradient_step_explorer`, :func:`margin_explorer`,
 :func:`soft_label_explorer`, :func:`regularizer_explorer`,
-:func:`listwise_explorer`, :class:`TrainingMonitor` for training loops, and
+:func:`listwise_explorer`, :class:`TrainingMonitor` for training loops,
+:func:`training_explorer` (sliders that retrain, notebook 4),
+:func:`kl_policy_explorer` (the KL-regularized policy against β, notebook 6), and
 :func:`text_explorer` for a slider whose effect is best told in a few lines of
 text.  None of them uses an ``Output`` widget (what ``ipywidgets.interact``
 prints into): executed headless by nbclient, a cell with one can block for
@@ -32,17 +34,31 @@ plot panels they are built from.
 """
 
 from rmteach.widgets.base import Explorer
+from rmteach.widgets.dpo_beta import DPOBetaExplorer, dpo_beta_explorer
 from rmteach.widgets.gradient_step import GradientStepExplorer, gradient_step_explorer
+from rmteach.widgets.kl_policy import KLPolicyExplorer, kl_policy_explorer
 from rmteach.widgets.listwise import ListwiseExplorer, listwise_explorer
 from rmteach.widgets.loss import LossExplorer, loss_explorer
 from rmteach.widgets.margin import MarginExplorer, margin_explorer
+from rmteach.widgets.overoptimization import OveroptimizationExplorer, overoptimization_explorer
+from rmteach.widgets.ppo_clip import PPOClipExplorer, ppo_clip_explorer
+from rmteach.widgets.ppo_run import PPORunExplorer, ppo_run_explorer
 from rmteach.widgets.preference import PreferenceExplorer, preference_explorer
 from rmteach.widgets.regularizer import RegularizerExplorer, regularizer_explorer
 from rmteach.widgets.soft_label import SoftLabelExplorer, soft_label_explorer
 from rmteach.widgets.text import TextExplorer, text_explorer
+from rmteach.widgets.training_explorer import TrainingExplorer, training_explorer
 from rmteach.widgets.training_monitor import TrainingMonitor
 
 __all__ = [
+    "ppo_clip_explorer",
+    "ppo_run_explorer",
+    "overoptimization_explorer",
+    "dpo_beta_explorer",
+    "PPOClipExplorer",
+    "PPORunExplorer",
+    "OveroptimizationExplorer",
+    "DPOBetaExplorer",
     "loss_explorer",
     "preference_explorer",
     "gradient_step_explorer",
@@ -51,6 +67,8 @@ __all__ = [
     "regularizer_explorer",
     "listwise_explorer",
     "TrainingMonitor",
+    "training_explorer",
+    "kl_policy_explorer",
     "text_explorer",
     "Explorer",
     "LossExplorer",
@@ -61,5 +79,7 @@ __all__ = [
     "RegularizerExplorer",
     "ListwiseExplorer",
     "TextExplorer",
+    "TrainingExplorer",
+    "KLPolicyExplorer",
 ]
 
