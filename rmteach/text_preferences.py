@@ -1,0 +1,287 @@
+r"""Text preference pairs with a hidden rule: the correct answer to ``"3+4="`` is preferred.
+
+A course simulation for notebook 7.  Every pair has a short arithmetic prompt
+``"a+b="`` and two responses: the correct sum and a wrong one (off by 1 to 3).
+Simulated annotators prefer the correct answer, except that each one errs with
+probability ``label_noise``.  Responses may carry filler tokens (``"7..."``), so
+a *length confound* can be switched on: ``length_bias`` is the probability that
+the correct response is the longer one of its pair (0.5: length tells nothing;
+1.0: the longer response is always the correct one).
+
+* :data:`VOCAB`, :func:`encode`, :func:`decode` and :func:`encode_batch`: the
+  character-level tokenizer (one token per character, padding id 0 on the right).
+* :func:`make_text_preferences` draws a seeded :class:`TextPreferences` set of
+  (prompt, chosen, rejected) pairs, with the hidden truth kept beside the labels.
+
+NumPy and the standard library only: importing this never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from rmteach import _checks
+
+__all__ = [
+    "VOCAB",
+    "PAD",
+    "FILLER",
+    "encode",
+    "decode",
+    "encode_batch",
+    "TextPreferences",
+    "make_text_preferences",
+]
+
+VOCAB = ("<pad>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+", "=", ".")
+"""Token strings by id: padding, the ten digits, ``+``, ``=`` and the filler ``.``."""
+
+PAD = 0
+"""The padding id (always on the right of a sequence)."""
+
+FILLER = "."
+"""The filler token that makes a response longer without changing its answer."""
+
+_ID = {tok: i for i, tok in enumerate(VOCAB)}
+
+MAX_WRONG_OFFSET = 3  # a wrong answer is the sum +- 1, 2 or 3 (never negative)
+DEFAULT_RESPONSE_LENGTHS = (2, 6)  # response lengths in tokens: answer digits + filler
+
+
+# --------------------------------------------------------------------------
+# tokenizer
+
+
+def encode(text: str) -> list[int]:
+    """Token ids of ``text``, one per character (``"3+4=7."`` -> 6 ids)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {_checks.describe(text)}")
+    if any(ch not in _ID for ch in text):
+        raise ValueError(f"text may hold only the characters 0-9, '+', '=' and '.', got {text!r}")
+    return [_ID[ch] for ch in text]
+
+
+def decode(ids: Sequence[int]) -> str:
+    """The text of token ids, padding dropped."""
+    out = []
+    for i in np.asarray(ids).reshape(-1).tolist():
+        if not isinstance(i, int) or not 0 <= i < len(VOCAB):
+            raise ValueError(f"ids must be token ids in [0, {len(VOCAB) - 1}], got {i!r}")
+        if i != PAD:
+            out.append(VOCAB[i])
+    return "".join(out)
+
+
+def encode_batch(prompts: Sequence[str], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt + response as one sequence per pair, padded on the right.
+
+    Returns ``(ids, lengths)``: ``ids`` int64 ``(B, T)`` with ``T`` the longest
+    sequence and :data:`PAD` after each sequence's ``lengths[i]`` real tokens;
+    ``lengths`` int64 ``(B,)``.
+    """
+    if isinstance(prompts, str) or isinstance(responses, str):
+        raise TypeError("prompts and responses must be sequences of strings, not a single string")
+    prompts, responses = list(prompts), list(responses)
+    if len(prompts) != len(responses) or not prompts:
+        raise ValueError(
+            f"prompts and responses must be non-empty and of the same length, got {len(prompts)} and {len(responses)}"
+        )
+    seqs = [encode(p) + encode(r) for p, r in zip(prompts, responses)]
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    ids = np.full((len(seqs), int(lengths.max())), PAD, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    return ids, lengths
+
+
+# --------------------------------------------------------------------------
+# the data set
+
+
+@dataclass(frozen=True)
+class TextPreferences:
+    """Labelled pairs ``(prompt, chosen, rejected)`` and the hidden truth about each.
+
+    ``chosen`` is the response the annotators' majority preferred (the label a
+    reward model trains on).  ``chosen_is_correct[i]`` says whether that label
+    agrees with the hidden rule (False: the label is flipped, noise).
+    ``soft_labels[i]`` is the fraction of the ``n_annotators`` who preferred the
+    chosen response (1.0 with one annotator).  ``len_chosen`` / ``len_rejected``
+    are response lengths in tokens (answer digits + filler).  ``operands`` is the
+    inclusive range the operands ``a`` and ``b`` were drawn from.
+    """
+
+    prompts: tuple
+    chosen: tuple
+    rejected: tuple
+    chosen_is_correct: np.ndarray
+    soft_labels: np.ndarray
+    len_chosen: np.ndarray
+    len_rejected: np.ndarray
+    operands: tuple
+    length_bias: float
+    label_noise: float
+    n_annotators: int
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def correct(self) -> tuple:
+        """The correct response of every pair (the hidden rule's preferred one)."""
+        return tuple(c if ok else r for c, r, ok in zip(self.chosen, self.rejected, self.chosen_is_correct))
+
+    @property
+    def wrong(self) -> tuple:
+        """The wrong response of every pair."""
+        return tuple(r if ok else c for c, r, ok in zip(self.chosen, self.rejected, self.chosen_is_correct))
+
+    @property
+    def len_correct(self) -> np.ndarray:
+        return np.where(self.chosen_is_correct, self.len_chosen, self.len_rejected)
+
+    @property
+    def len_wrong(self) -> np.ndarray:
+        return np.where(self.chosen_is_correct, self.len_rejected, self.len_chosen)
+
+    def label_noise_rate(self) -> float:
+        """Fraction of pairs whose label contradicts the hidden rule."""
+        return float(np.mean(~self.chosen_is_correct))
+
+    def longer_is_correct_rate(self) -> float:
+        """Fraction of pairs whose correct response is the longer one (lengths always differ)."""
+        return float(np.mean(self.len_correct > self.len_wrong))
+
+    def table(self, n: int = 5) -> str:
+        """The first ``n`` pairs as text, for a look at the data."""
+        rows = []
+        for i in range(min(n, len(self))):
+            flag = "" if self.chosen_is_correct[i] else "   <- label flipped"
+            rows.append(f"{self.prompts[i]:>7}  chosen {self.chosen[i]:<7} rejected {self.rejected[i]:<7}"
+                        f" soft label {self.soft_labels[i]:.2f}{flag}")
+        return "\n".join(rows)
+
+
+def _int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {_checks.describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+def _probability(name: str, value, hi: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {_checks.describe(value)}")
+    v = float(value)
+    if not (0.0 <= v <= hi):  # NaN too
+        raise ValueError(f"{name} must be in [0, {hi:g}], got {value!r}")
+    return v
+
+
+def _range(name: str, value, minimum: int) -> tuple[int, int]:
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise TypeError(f"{name} must be a pair (lo, hi) of integers, got {_checks.describe(value)}")
+    lo, hi = (_int(f"{name}[{k}]", v, minimum) for k, v in enumerate(value))
+    if lo > hi:
+        raise ValueError(f"{name} must have lo <= hi, got {tuple(value)!r}")
+    return lo, hi
+
+
+def make_text_preferences(
+    n_pairs: int,
+    *,
+    operands: tuple[int, int] = (0, 9),
+    length_bias: float = 0.5,
+    label_noise: float = 0.0,
+    n_annotators: int = 1,
+    response_lengths: tuple[int, int] = DEFAULT_RESPONSE_LENGTHS,
+    seed: int = 0,
+) -> TextPreferences:
+    r"""Draw ``n_pairs`` labelled arithmetic preference pairs (seeded).
+
+    For each pair: operands :math:`a, b` uniform on ``operands`` (inclusive), the
+    prompt ``f"{a}+{b}="``, the correct answer :math:`c = a + b` and a wrong one
+    :math:`c + k` with :math:`k` uniform on :math:`\{\pm1, \pm2, \pm3\}` among the
+    values :math:`\ge 0`.  Each response gets a total length :math:`L` in tokens,
+    its digits followed by :math:`L - \text{digits}` filler tokens ``"."``; the two
+    lengths of a pair are two distinct values drawn uniformly from
+    ``response_lengths`` (inclusive), and the correct response gets the longer
+    one with probability ``length_bias``:
+
+    .. math:: \Pr(L_\text{correct} > L_\text{wrong}) = \texttt{length\_bias}
+
+    Labels: each of ``n_annotators`` annotators independently prefers the
+    correct response with probability :math:`1 - \varepsilon`
+    (:math:`\varepsilon` = ``label_noise``); the *chosen* response is the majority
+    vote (``n_annotators`` must be odd) and ``soft_labels`` the fraction of votes
+    it got.  With one annotator a fraction :math:`\varepsilon` of the labels is
+    flipped, and two annotators agree with probability
+    :math:`(1-\varepsilon)^2 + \varepsilon^2`.
+
+    Answers must fit the response: every sum up to ``2 * operands[1] + 3`` needs
+    at most ``response_lengths[0]`` digits.  Returns a :class:`TextPreferences`.
+    """
+    n = _int("n_pairs", n_pairs, 1)
+    lo, hi = _range("operands", operands, 0)
+    bias = _probability("length_bias", length_bias)
+    noise = _probability("label_noise", label_noise, 0.5)
+    k = _int("n_annotators", n_annotators, 1)
+    if k % 2 == 0:
+        raise ValueError(f"n_annotators must be odd (a majority decides the label), got {k}")
+    lmin, lmax = _range("response_lengths", response_lengths, 1)
+    if lmax - lmin < 1:
+        raise ValueError(f"response_lengths must span at least two lengths (a pair's lengths differ), "
+                         f"got {tuple(response_lengths)!r}")
+    digits = len(str(2 * hi + MAX_WRONG_OFFSET))
+    if digits > lmin:
+        raise ValueError(f"response_lengths[0] must be >= {digits}, the digits of the largest answer "
+                         f"{2 * hi + MAX_WRONG_OFFSET} for operands up to {hi}; got {lmin}")
+    seed = _int("seed", seed, 0)
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(lo, hi + 1, n)
+    b = rng.integers(lo, hi + 1, n)
+    c = a + b
+    offsets = np.array([k_ for k_ in range(-MAX_WRONG_OFFSET, MAX_WRONG_OFFSET + 1) if k_ != 0])
+    wrong = np.empty(n, dtype=np.int64)
+    u = rng.random(n)
+    for i in range(n):  # uniform over the offsets that keep the answer >= 0
+        allowed = offsets[c[i] + offsets >= 0]
+        wrong[i] = c[i] + allowed[int(u[i] * allowed.size)]
+    # two distinct lengths per pair; the correct response takes the longer with probability length_bias
+    first = rng.integers(lmin, lmax + 1, n)
+    second = rng.integers(lmin, lmax, n)
+    second = second + (second >= first)  # uniform on the other lengths
+    longer, shorter = np.maximum(first, second), np.minimum(first, second)
+    correct_longer = rng.random(n) < bias
+    len_c = np.where(correct_longer, longer, shorter)
+    len_w = np.where(correct_longer, shorter, longer)
+    votes = (rng.random((n, k)) >= noise).sum(axis=1)  # votes for the correct response
+    chosen_ok = votes * 2 > k
+    soft = np.where(chosen_ok, votes, k - votes) / k
+
+    def text(value: int, length: int) -> str:
+        s = str(int(value))
+        return s + FILLER * (int(length) - len(s))
+
+    correct_txt = [text(v, L) for v, L in zip(c, len_c)]
+    wrong_txt = [text(v, L) for v, L in zip(wrong, len_w)]
+    chosen = tuple(ct if ok else wt for ct, wt, ok in zip(correct_txt, wrong_txt, chosen_ok))
+    rejected = tuple(wt if ok else ct for ct, wt, ok in zip(correct_txt, wrong_txt, chosen_ok))
+    return TextPreferences(
+        prompts=tuple(f"{x}+{y}=" for x, y in zip(a.tolist(), b.tolist())),
+        chosen=chosen,
+        rejected=rejected,
+        chosen_is_correct=chosen_ok,
+        soft_labels=soft.astype(np.float64),
+        len_chosen=np.where(chosen_ok, len_c, len_w).astype(np.int64),
+        len_rejected=np.where(chosen_ok, len_w, len_c).astype(np.int64),
+        operands=(lo, hi),
+        length_bias=bias,
+        label_noise=noise,
+        n_annotators=k,
+    )
