@@ -154,3 +154,17 @@ def test_onpolicy_accuracy_alarm_fires_at_step_5_for_every_beta():
 def test_a_scale_drift_is_a_change_of_beta_on_the_same_responses():
     np.testing.assert_allclose(rlhf.kl_regularized_policy(REF, 0.8 + 1.5 * RM_SCORE, 1.0),
                                rlhf.kl_regularized_policy(REF, RM_SCORE, 1 / 1.5), rtol=1e-12)
+
+
+def test_a_loss_below_ln2_at_40_percent_accuracy():
+    d = np.array([-0.1] * 6 + [10.0] * 4)
+    assert rm.ranking_accuracy(d, 0 * d) == 0.4
+    assert round(rm.ranking_loss(d, 0 * d), 4) == 0.4467 < math.log(2)
+
+
+def test_notebook_03_linear_example_gap():
+    from rmteach import training
+
+    step = training.linear_score_step([1.0, 4.0], [2.0, 0.0], [1.0, 0.5], 1.0)
+    assert round(step["new_r_pref"] - step["new_r_rej"], 4) == -0.0862
+    assert round(step["new_r_pref"] - step["r_pref"], 4) == 1.4621 and round(step["new_r_rej"] - step["r_rej"], 4) == 0.5483
