@@ -3,7 +3,7 @@ r"""Train a small reward model on synthetic Bradley–Terry preferences (PyTorch
 The pieces of notebook 4, each small enough to read in one sitting:
 
 * :func:`make_preference_data` draws responses with feature vectors, gives each
-  a hidden *true* reward :math:`r^*(y) = w^{*\top} x_y + c^*`, and lets a
+  a hidden *true* reward :math:`r^*(y) = w^{*\top} f_y + c^*`, and lets a
   simulated labeler compare random pairs by Bradley–Terry:
   :math:`P(y_a \succ y_b) = \sigma(r^*(y_a) - r^*(y_b))`.
 * :class:`LinearRewardModel` and :class:`MLPRewardModel` map features to a scalar
@@ -107,7 +107,7 @@ class PreferenceData:
 
     Attributes:
         features: ``(n_items, n_features)`` float64, one row per response.
-        true_rewards: ``(n_items,)`` the hidden :math:`r^*(y) = w^{*\top}x_y + c^*`.
+        true_rewards: ``(n_items,)`` the hidden :math:`r^*(y) = w^{*\top}f_y + c^*`.
         true_weights: ``(n_features,)`` the hidden :math:`w^*`.
         true_offset: the hidden constant :math:`c^*` (no preference reveals it).
         train_pairs: ``(n_train, 2)`` int64 item indices, column 0 preferred, column 1 rejected.
@@ -145,9 +145,9 @@ def make_preference_data(
 ) -> PreferenceData:
     r"""Synthetic preference pairs labelled from hidden true rewards.
 
-    Features :math:`x_y \sim \mathcal{N}(\mu, I)` with :math:`\mu` = ``feature_mean``
+    Features :math:`f_y \sim \mathcal{N}(\mu, I)` with :math:`\mu` = ``feature_mean``
     in every coordinate; true weights :math:`w^*` with norm ``reward_scale`` in a
-    random direction; true rewards :math:`r^*(y) = w^{*\top}x_y + c^*` with
+    random direction; true rewards :math:`r^*(y) = w^{*\top}f_y + c^*` with
     :math:`c^*` = ``true_offset``.  Each pair :math:`(a, b)` is two distinct
     responses drawn uniformly; the labeler prefers :math:`a` with probability
 
@@ -214,7 +214,7 @@ def make_preference_data(
 
 
 class LinearRewardModel(nn.Module):
-    r"""A linear reward model :math:`r_\phi(y) = w^\top x_y + b`.
+    r"""A linear reward model :math:`r_\phi(y) = w^\top f_y + b`.
 
     The bias :math:`b` cancels in every difference :math:`r(y_a) - r(y_b)`, so the
     ranking loss never changes it: it is the free shift of Bradley–Terry.
@@ -240,7 +240,7 @@ class LinearRewardModel(nn.Module):
 
 
 class MLPRewardModel(nn.Module):
-    r"""A one-hidden-layer reward model :math:`r_\phi(y) = v^\top \tanh(W x_y + c) + b`.
+    r"""A one-hidden-layer reward model :math:`r_\phi(y) = v^\top \tanh(W f_y + c) + b`.
 
     ``init="zeros"`` sets every parameter to 0: then :math:`\tanh(0) = 0`, every
     gradient is 0, and the model stays at :math:`r \equiv 0` and loss
