@@ -31,7 +31,7 @@ and nbgrader itself import them.
 
 from rmteach.grading.checks import (
     NotOwnWork, agrees, assert_choice, assert_choices, assert_close, assert_raises, call, choice_is, choices_are,
-    close, failure, is_letter, own_function, raises,
+    close, failure, holds, is_letter, number, own_function, raises,
 )
 from rmteach.grading.tamper import Tampering, _take_snapshot, arm, tampering, untampered
 
@@ -49,6 +49,8 @@ __all__ = [
     "choices_are",
     "raises",
     "is_letter",
+    "holds",
+    "number",
     "failure",
     "Tampering",
     "arm",

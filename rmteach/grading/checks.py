@@ -37,7 +37,7 @@ import numpy as np
 
 from rmteach.grading import diagnose as _diagnose
 from rmteach.grading.tamper import (
-    _float, _frozenset, _int, _len, _list, _np_argwhere, _np_asarray, _np_errstate, _np_float64, _np_ndarray, _set,
+    _float, _frozenset, _int, _isinstance, _len, _list, _np_argwhere, _np_asarray, _np_errstate, _np_float64, _np_ndarray, _set,
     _sorted, _str, _tuple, _type, Tampering, describe, is_rmteach_name, untampered,
 )
 
@@ -366,7 +366,7 @@ def call(func: Any, *args: Any, name: Optional[str] = None, where: Optional[str]
 
 def agrees(func: Any, reference: Any, *args: Any, what: Optional[str] = None, rtol: float = 1e-9,
            atol: float = 0.0, where: Optional[str] = None, name: Optional[str] = None,
-           parts: Optional[Iterable[str]] = None, **kwargs: Any) -> bool:
+           parts: Optional[Iterable[str]] = None, mistakes: Optional[dict] = None, **kwargs: Any) -> bool:
     """Assert the student's ``func(*args, **kwargs)`` (run as :func:`call` runs it: own work
     only, tripwires on) equals ``reference(*args, **kwargs)``, rmteach's function; return True.
 
@@ -377,7 +377,8 @@ def agrees(func: Any, reference: Any, *args: Any, what: Optional[str] = None, rt
     by the batch size), inf/nan or 0 from a typed-in formula, a scalar for an
     array, float32 arithmetic.  A reference returning a pair (a gradient) is
     compared part by part, ``parts`` naming them (``("dL/dr_pref", "dL/dr_rej")``).
-    ``what`` names the check (default ``func(args)``); ``where``: the notebook
+    ``mistakes={"sentence": wrong result}``: wrong ideas the test cell worked out
+    itself, named when the result matches one.  ``what`` names the check (default ``func(args)``); ``where``: the notebook
     section that teaches it.
     """
     label = name or getattr(func, "__name__", "the function")
@@ -386,6 +387,10 @@ def agrees(func: Any, reference: Any, *args: Any, what: Optional[str] = None, rt
     what = what or f"{label}({_args_text(args, kwargs)})"
 
     def diagnosis() -> list[str]:
+        for sentence, value in dict(mistakes or {}).items():
+            with contextlib.suppress(Exception):
+                if _diagnose._all_match(got, value, max(rtol, 1e-12), atol):
+                    return [_str(sentence)]
         swapped = None
         if len(args) >= 2:
             with contextlib.suppress(Exception):
@@ -541,6 +546,28 @@ def _why_for(why: Optional[dict], letters: Iterable[str]) -> list[str]:
         return []
     table = {_str.upper(_str.__str__(k)): _str.__str__(v) for k, v in dict(why).items()}
     return [f"option {k}: {table[k]}" if len(_list(letters)) > 1 else table[k] for k in letters if k in table]
+
+
+def holds(condition: Any, message: str, *, where: Optional[str] = None, why: Iterable[str] = ()) -> bool:
+    """True if ``condition`` is true, else a failed check saying ``message`` (and ``why``, ``where``):
+    ``assert _g.holds(0 < x < 1, "x is a probability", where=...)``."""
+    untampered()
+    if condition is not True and not (_type(condition) is np.bool_ and condition):
+        raise failure(message, why=_list(why), where=where)
+    return True
+
+
+def number(value: Any, name: str, *, where: Optional[str] = None) -> float:
+    """``value`` as a float, or a failed check naming ``name`` (text, None, an array: not a number)."""
+    untampered()
+    if _isinstance(value, (_str, bytes)):
+        raise failure(f"{name} should be a number, got {describe(value)}", why=[_diagnose.TEXT_FOR_NUMBER],
+                      where=where)
+    arr = _as_float_array(value, name, where)
+    if arr.ndim != 0:
+        raise failure(f"{name} should be one number, got {describe(value)}", why=[_diagnose.ARRAY_FOR_SCALAR],
+                      where=where)
+    return _float(arr)
 
 
 def is_letter(answer: Any, options: Iterable[str], name: str, *, where: Optional[str] = None) -> bool:
