@@ -168,3 +168,17 @@ def test_notebook_03_linear_example_gap():
     step = training.linear_score_step([1.0, 4.0], [2.0, 0.0], [1.0, 0.5], 1.0)
     assert round(step["new_r_pref"] - step["new_r_rej"], 4) == -0.0862
     assert round(step["new_r_pref"] - step["r_pref"], 4) == 1.4621 and round(step["new_r_rej"] - step["r_rej"], 4) == 0.5483
+
+
+def test_weighted_disputed_pair_share_in_a_batch():
+    plain = rm.ranking_loss_grad(np.array([0.0, 1.0]), np.zeros(2))[0][0]
+    weighted = rm.ranking_loss_grad(np.array([0.0, 1.0]), np.zeros(2), weights=np.array([2 / 3, 1.0]))[0][0]
+    assert weighted == pytest.approx(0.8 * plain, rel=1e-14) and round(weighted, 4) == -0.2
+
+
+def test_ties_at_zero_gap():
+    from rmteach import training
+
+    assert training.rao_kupper_probabilities(0.0, math.log(2.0))["tie"] == pytest.approx(1 / 3, rel=1e-14)
+    assert training.davidson_probabilities(0.0, 1.0)["tie"] == pytest.approx(1 / 3, rel=1e-14)
+    assert round(float(training.rao_kupper_probabilities(2.0, math.log(2.0))["tie"]), 4) == 0.1496
