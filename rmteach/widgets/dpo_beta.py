@@ -36,7 +36,7 @@ class DPOBetaExplorer(Explorer):
             ("max_prob_gap", "max |\u03c0<sub>DPO</sub> \u2212 \u03c0*<sub>RM</sub>|"),
         ]
         self._labels = [str(x) for x in labels]
-        self._policy_panel = Panel("the policies", "response", "probability", y_range=(0.0, 1.0),
+        self._policy_panel = Panel("the policies", "response", "probability", y_range=(0.0, 1.3),
                                    x_ordinal=True, width="520px", height="320px", legend="top-right")
         zeros = np.zeros(self._ref.size)
         at = np.arange(self._ref.size)  # placeholders: bqplot marks take the labels once built

@@ -8,7 +8,7 @@ import numpy as np
 
 from rmteach import policy
 from rmteach.widgets.base import Explorer
-from rmteach.widgets.panels import CURVE, GOOD, PREF, REJ, Panel, Slider, move
+from rmteach.widgets.panels import CURVE, PREF, REJ, Panel, Slider, move
 
 
 class PPORunExplorer(Explorer):
@@ -22,7 +22,7 @@ class PPORunExplorer(Explorer):
         self._iterations, self._seed = iterations, seed
         sliders = [
             Slider("log10_lr", "log\u2081\u2080 step size", math.log10(lr), -1.0, 2.5, 0.1, fmt=".1f"),
-            Slider("epochs", "epochs per batch", epochs, 1, 16, 1, integer=True),
+            Slider("epochs", "epochs/batch", epochs, 1, 16, 1, integer=True),
             Slider("eps", "clip range \u03b5", eps, 0.05, 0.5, 0.05),
             Slider("beta", "KL coefficient \u03b2", beta, 0.0, 2.0, 0.05),
         ]
@@ -35,16 +35,18 @@ class PPORunExplorer(Explorer):
             ("final_gold", "final gold reward"),
         ]
         x = np.arange(iterations + 1, dtype=float)
+        ref = self._problem[0]
+        kl_top = 1.05 * float(-np.log(ref.min()))  # no policy is further from pi_ref than all mass on its rarest response
+        size = dict(width="320px", height="270px")
         self._kl_panel = Panel("KL(\u03c0 \u2016 \u03c0_ref), exact", "iteration", "nats",
-                               x_range=(0, iterations), y_range=(0.0, 3.5), width="400px", height="280px")
+                               x_range=(0, iterations), y_range=(0.0, kl_top), **size)
         self._kl = self._kl_panel.line(x, np.zeros_like(x), CURVE)
         self._clip_panel = Panel("clip fraction", "iteration", "fraction of the batch",
-                                 x_range=(0, iterations), y_range=(0.0, 1.0), width="400px", height="280px")
+                                 x_range=(0, iterations), y_range=(0.0, 1.0), **size)
         self._clip = self._clip_panel.line(x[:-1], np.zeros(iterations), REJ)
         self._ent_panel = Panel("entropy of \u03c0", "iteration", "nats", x_range=(0, iterations),
-                                y_range=(0.0, 3.5), width="400px", height="280px")
-        self._ent = self._ent_panel.line(x, np.zeros_like(x), PREF, "entropy")
-        self._gold = self._ent_panel.line(x, np.zeros_like(x), GOOD, "gold reward", dashed=True)
+                                y_range=(0.0, 1.05 * float(np.log(ref.size))), **size)
+        self._ent = self._ent_panel.line(x, np.zeros_like(x), PREF)
         super().__init__(sliders, readouts, [self._kl_panel, self._clip_panel, self._ent_panel],
                          note="Raise the step size (or the epochs per batch): the KL saw-tooths, the clip "
                               "fraction stays high, and the entropy collapses onto one response.")
@@ -62,7 +64,6 @@ class PPORunExplorer(Explorer):
         move(self._kl, x, log["kl"])
         move(self._clip, x[:-1], log["clip_fraction"][:-1])
         move(self._ent, x, log["entropy"])
-        move(self._gold, x, log["gold_reward"])
         self._show(lr=10.0 ** log10_lr, final_kl=log["kl"][-1],
                    max_kl_jump=float(np.max(np.abs(np.diff(log["kl"][10:])))),
                    mean_clip_fraction=math.fsum(log["clip_fraction"][:-1]) / self._iterations,
@@ -76,10 +77,10 @@ def ppo_run_explorer(ref_probs, reward, gold_reward=None, *, lr: float = 1.0, ep
     Sliders ``log10_lr`` (:math:`\log_{10}\eta` in [-1, 2.5]), ``epochs`` (gradient steps
     per batch, in [1, 16]), ``eps`` (:math:`\varepsilon` in [0.05, 0.5]) and ``beta``
     (fixed KL coefficient in [0, 2]).  Three panels against the iteration: the exact
-    KL to the reference, the clip fraction, and the entropy with the gold reward
-    (NaN-free only with ``gold_reward``).  Readouts ``lr``, ``final_kl``,
+    KL to the reference (up to :math:`-\log\min\pi_{\text{ref}}`, the largest any policy can
+    have), the clip fraction, and the entropy (up to :math:`\log K`).  Readouts ``lr``, ``final_kl``,
     ``max_kl_jump`` (largest step-to-step KL change after iteration 10),
-    ``mean_clip_fraction``, ``final_entropy``, ``final_gold``.
+    ``mean_clip_fraction``, ``final_entropy``, ``final_gold`` (NaN without ``gold_reward``).
     """
     ref = policy._probs("ref_probs", ref_probs)
     policy._vector("reward", reward, ref.size)
