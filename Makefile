@@ -11,6 +11,10 @@
 #   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
 #   make grades       print the grade table, write assignments/grades.csv
 #   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
+# Teaching a class (root; deploy/README.md):
+#   make hub          a demo JupyterHub on 127.0.0.1:$(HUB_PORT) with nbgrader's exchange, an instructor and
+#                     two students (real Unix users); prints the URL and the logins
+#   make hub-down     stop it, remove its users and files (PURGE=1: also the software in /opt/rmteach-hub)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -25,7 +29,7 @@ COURSE ?= assignments
 WORKERS ?=
 SANDBOX ?= $(or $(RMTEACH_SANDBOX),auto)
 
-.PHONY: install lab explore test bench clean assignments autograde feedback grades grade-demo
+.PHONY: install lab explore test bench clean assignments autograde feedback grades grade-demo hub hub-down
 
 install: $(STAMP)
 
@@ -76,6 +80,18 @@ grades: $(STAMP)
 
 grade-demo: $(STAMP)
 	$(PY) -m rmteach.grading demo --sandbox $(SANDBOX)
+
+HUB_PORT  ?= 8000
+HUB_STATE ?= /srv/rmteach-hub/demo
+
+hub:
+	@RMTEACH_HUB_PORT=$(HUB_PORT) RMTEACH_HUB_STATE=$(HUB_STATE) deploy/jupyterhub/setup.sh
+	@deploy/jupyterhub/start.sh $(HUB_STATE)
+	@echo "Open http://127.0.0.1:$(HUB_PORT)/ and log in as (user password):"; sed 's/^/    /' $(HUB_STATE)/logins
+	@echo "The instructor's course: $$(sed -n 's/.*"course": "\(.*\)",/\1/p' $(HUB_STATE)/deployment.json). Stop and remove it all: make hub-down"
+
+hub-down:
+	@deploy/jupyterhub/teardown.sh $(if $(PURGE),--purge) $(HUB_STATE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis rmteach.egg-info
