@@ -36,12 +36,12 @@ class DPOBetaExplorer(Explorer):
             ("max_prob_gap", "max |\u03c0<sub>DPO</sub> \u2212 \u03c0*<sub>RM</sub>|"),
         ]
         self._labels = [str(x) for x in labels]
-        self._policy_panel = Panel("the policies", "response", "probability", y_range=(0.0, 1.3),
+        self._policy_panel = Panel("the policies", "response", "probability", y_range=(0.0, 1.45),
                                    x_ordinal=True, width="520px", height="320px", legend="top-right")
         zeros = np.zeros(self._ref.size)
         at = np.arange(self._ref.size)  # placeholders: bqplot marks take the labels once built
         self._ref_line = self._policy_panel.line(at, self._ref, OTHER, "\u03c0_ref", dashed=True)
-        self._rm_line = self._policy_panel.line(at, zeros, PREF, "reward model + optimum \u03c0*")
+        self._rm_line = self._policy_panel.line(at, zeros, PREF, "RM + optimum")
         self._dpo_dots = self._policy_panel.points(at, zeros, REJ, size=60, label="DPO")
         for mark in (self._ref_line, self._rm_line, self._dpo_dots):
             mark.x = self._labels

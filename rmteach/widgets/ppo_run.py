@@ -37,7 +37,7 @@ class PPORunExplorer(Explorer):
         x = np.arange(iterations + 1, dtype=float)
         ref = self._problem[0]
         kl_top = 1.05 * float(-np.log(ref.min()))  # no policy is further from pi_ref than all mass on its rarest response
-        size = dict(width="320px", height="270px")
+        size = dict(width="295px", height="270px")
         self._kl_panel = Panel("KL(\u03c0 \u2016 \u03c0_ref), exact", "iteration", "nats",
                                x_range=(0, iterations), y_range=(0.0, kl_top), **size)
         self._kl = self._kl_panel.line(x, np.zeros_like(x), CURVE)
