@@ -285,3 +285,16 @@ def test_dpo_matches_the_reward_model_route_on_sampled_preferences():
 def test_bad_input_names_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_one_ppo_iteration_by_hand_with_leave_one_out_advantages():
+    """Iteration 1 rebuilt from the same samples: A_i = r_i - mean of the others, theta += lr mean(A (e_y - pi))."""
+    lr, n, seed = 0.7, 64, 11
+    run = policy.train_ppo(REF, RM_SCORE, HUMAN, beta=0.3, lr=lr, epochs=1, batch_size=n, iterations=1, seed=seed)
+    y = policy.sample_responses(REF, n, np.random.default_rng(seed))
+    shaped = RM_SCORE[y]  # at pi = pi_ref the KL penalty of every sample is 0
+    adv = np.array([shaped[i] - (shaped.sum() - shaped[i]) / (n - 1) for i in range(n)])
+    theta = np.log(REF) + lr * np.mean(adv[:, None] * (np.eye(5)[y] - REF), axis=0)
+    expected = np.exp(theta) / np.exp(theta).sum()
+    np.testing.assert_allclose(run["probs"][1], expected, rtol=1e-13, atol=0)
+    assert run["kl_k1"][0] == 0.0 and run["clip_fraction"][0] == 0.0
