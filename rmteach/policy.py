@@ -483,16 +483,21 @@ def fit_reward_model(
 ) -> np.ndarray:
     r"""A tabular Bradley–Terry reward model: one score per response, fitted by Newton's method.
 
-    Minimizes the weighted mean ranking loss (:func:`rmteach.numpy.ranking_loss`,
-    gradient :func:`rmteach.numpy.ranking_loss_grad`) plus a small ridge term that
-    keeps never-losing responses finite and pins the free shift:
+    Minimizes the weighted *sum* of ranking losses (:func:`rmteach.numpy.ranking_loss`,
+    gradient :func:`rmteach.numpy.ranking_loss_grad`) plus a ridge term that pins the free
+    shift and keeps a response that never lost finite:
 
-    .. math:: \mathcal{L}(r) = \frac{\sum_i w_i\,\bigl(-\log\sigma(r_{c_i} - r_{r_i})\bigr)}{\sum_i w_i}
-              + \lambda\,\lVert r\rVert^2
+    .. math:: \mathcal{L}(r) = \sum_i w_i\,\bigl(-\log\sigma(r_{c_i} - r_{r_i})\bigr) + \lambda\,\lVert r\rVert^2
 
-    (convex; Hessian :math:`\frac{1}{\sum w}\sum_i w_i\sigma(\Delta_i)\sigma(-\Delta_i)(e_{c_i} - e_{r_i})(e_{c_i} - e_{r_i})^\top + 2\lambda I`).
-    Stops when the Newton step is below ``tol``.  Shapes: ``chosen``, ``rejected``
-    (response indices) and ``weights`` ``(N,)``; result ``(K,)`` with ``K = n_responses``.
+    With a sum, :math:`\lambda` (``l2``) weighs like a fixed number of labels, so a
+    response seen in only a few pairs is estimated from those few (and over-rated
+    if it won them by luck) however many labels the others have.  For
+    :func:`exact_preferences`, whose weights sum to 1, pass a tiny ``l2``.
+    Convex; Newton's method with the Hessian
+    :math:`\sum_i w_i\sigma(\Delta_i)\sigma(-\Delta_i)(e_{c_i} - e_{r_i})(e_{c_i} - e_{r_i})^\top + 2\lambda I`
+    on the :math:`K\times K` table of summed weights; stops when the step is below ``tol``.
+    Shapes: ``chosen``, ``rejected`` (response indices) and ``weights`` ``(N,)``;
+    result ``(K,)`` with ``K = n_responses``.
     """
     k = _int("n_responses", n_responses, lo=2)
     c, r, w = _pairs(k, chosen, rejected, weights)
