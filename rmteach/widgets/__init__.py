@@ -34,6 +34,7 @@ plot panels they are built from.
 """
 
 from rmteach.widgets.base import Explorer
+from rmteach.widgets.calibration import CalibrationExplorer, calibration_explorer
 from rmteach.widgets.dpo_beta import DPOBetaExplorer, dpo_beta_explorer
 from rmteach.widgets.gradient_step import GradientStepExplorer, gradient_step_explorer
 from rmteach.widgets.kl_policy import KLPolicyExplorer, kl_policy_explorer
@@ -51,6 +52,8 @@ from rmteach.widgets.training_explorer import TrainingExplorer, training_explore
 from rmteach.widgets.training_monitor import TrainingMonitor
 
 __all__ = [
+    "calibration_explorer",
+    "CalibrationExplorer",
     "ppo_clip_explorer",
     "ppo_run_explorer",
     "overoptimization_explorer",
