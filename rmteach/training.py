@@ -414,7 +414,8 @@ def _one_thread():
 def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, label_smoothing, eval_every, seed,
            callback):
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # foreach=False: for these tiny models the per-parameter loop is about twice as fast
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=False)
     history = TrainingHistory()
     n_train = data.train_pairs.shape[0]
 

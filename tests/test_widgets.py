@@ -457,9 +457,14 @@ def test_training_explorer_defaults_are_the_drifting_demo_and_sliders_retrain():
 
 
 def test_training_explorer_retrains_in_well_under_a_second():
+    """CPU time, not wall time: on the shared 2-core machine the wall clock also counts other jobs."""
+    import time
+
     ex = widgets.training_explorer(n_train=2000)
+    start = time.process_time()
     ex.set(lr=0.1)
-    assert ex.readouts["seconds"] < 1.0
+    assert time.process_time() - start < 1.0
+    assert ex.readouts["seconds"] > 0
 
 
 def test_kl_policy_explorer_readouts_are_rlhf_numbers():

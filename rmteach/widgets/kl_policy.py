@@ -25,15 +25,16 @@ class KLPolicyExplorer(Explorer):
         self._ref, self._reward, self._true = ref_probs, reward, true_reward
         sliders = [Slider("log10_beta", "log\u2081\u2080 \u03b2", log10_beta, *log10_range, 0.05)]
         readouts = [
-            ("beta", BETA),
+            ("beta", BETA + "<sub>\u200b</sub>"),  # an empty subscript: the same height as its neighbours
             ("expected_reward", "reward-model score E<sub>\u03c0</sub>[r\u0302]"),
             ("kl", "KL(\u03c0 \u2016 \u03c0<sub>ref</sub>)"),
-            ("objective", "objective E[r\u0302] \u2212 \u03b2 KL"),
+            ("objective", "objective E<sub>\u03c0</sub>[r\u0302] \u2212 \u03b2 KL"),
         ]
         if true_reward is not None:
             readouts.append(("true_reward", "people's score E<sub>\u03c0</sub>[r*]"))
         self._bar_panel = Panel("probability of each response", "response", "probability",
-                                y_range=(0.0, 1.0), x_ordinal=True, width="560px", height="320px")
+                                y_range=(0.0, 1.0), x_ordinal=True, width="470px", height="320px",
+                                legend="top-left")
         self._bars = bq.Bars(
             x=list(names), y=np.vstack([ref_probs, ref_probs]),
             scales={"x": self._bar_panel.xs, "y": self._bar_panel.ys},
@@ -43,8 +44,13 @@ class KLPolicyExplorer(Explorer):
         self._bar_panel.figure.marks = [self._bars]
         grid = np.linspace(log10_range[0], log10_range[1], 113)
         curves = [self._numbers(10.0 ** g) for g in grid]
+        ys = [c[k] for c in curves for k in ("expected_reward", "true_reward") if k in c]
+        lo, hi = min(ys), max(ys)
+        pad = 0.05 * (hi - lo) + 1e-9
+        # headroom above the curves for the legend, so it never hides a curve or a marker
         self._curve_panel = Panel(f"expected scores against {BETA}", "log\u2081\u2080 \u03b2", "score",
-                                  x_range=log10_range, width="420px", height="320px", legend="bottom-right")
+                                  x_range=log10_range, y_range=(lo - pad, hi + 0.45 * (hi - lo) + pad),
+                                  width="420px", height="320px", legend="top-right")
         self._curve_panel.line(grid, [c["expected_reward"] for c in curves], PREF, "reward-model score")
         marks_y = ["expected_reward"]
         if true_reward is not None:

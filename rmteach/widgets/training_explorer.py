@@ -38,9 +38,9 @@ class TrainingExplorer(Explorer):
             ("seconds", "retrain (s)"),
         ]
         steps = [0.0, float(STEPS)]
-        self._loss_panel = Panel("ranking loss during training", "step", "loss",
-                                 x_range=(0.0, float(STEPS)), y_range=(0.0, 0.8))
-        self._chance = self._loss_panel.line(steps, [LN2, LN2], OTHER, "ln 2 (chance)", dashed=True, width=1.0)
+        self._loss_panel = Panel("ranking loss (grey dashes: ln 2, chance)", "step", "loss",
+                                 x_range=(0.0, float(STEPS)), y_range=(0.0, 1.0))
+        self._chance = self._loss_panel.line(steps, [LN2, LN2], OTHER, dashed=True, width=1.0)
         self._train_line = self._loss_panel.line([], [], PREF, "train")
         self._val_line = self._loss_panel.line([], [], REJ, "validation", dashed=True)
         self._reward_panel = Panel("rewards over all responses", "step", "reward",
@@ -53,8 +53,8 @@ class TrainingExplorer(Explorer):
         self.history = None
         self.diagnosis: list[str] = []
         super().__init__(sliders, readouts, [self._loss_panel, self._reward_panel],
-                         note="Each slider retrains from scratch (300 Adam steps of 64 pairs, float64, about "
-                              "0.2 s). Centering pins the level and also shrinks the scale; label noise "
+                         note="Each slider retrains from scratch (300 Adam steps of 64 pairs, float64; the last "
+                              "readout says how long it took). Centering pins the level and also shrinks the scale; label noise "
                               "shrinks the scale too, but leaves the ranking almost untouched.")
         self.widget.children = [*self.widget.children, self._diagnosis]
         self._refresh()
