@@ -179,6 +179,65 @@ def test_assert_raises():
         g.assert_raises(ValueError, ns["f"], 1.0)
 
 
+WHERE = "notebook 02, paragraph 'The stable form'"
+
+
+def _shown(exc) -> list:
+    """What IPython shows for ``exc``: the lines of its ``_render_traceback_``."""
+    return exc._render_traceback_()
+
+
+def test_where_and_why_keep_the_default_messages_and_add_lines_of_their_own():
+    # without where=/why= the message is what it always was; IPython shows it as one short line
+    with pytest.raises(AssertionError) as info:
+        g.assert_close([1.0, 3.0], [1.0, 2.0], "x")
+    assert str(info.value) == "x at index [1]: got 3.0, expected 2.0 (rtol=1e-09, atol=0)"
+    assert _shown(info.value) == ["Check failed: x at index [1]: got 3.0, expected 2.0 (rtol=1e-09, atol=0)"]
+    with pytest.raises(AssertionError) as info:
+        g.close(0.5, 0.7, "p_q03", show_expected=False, where=WHERE)
+    assert str(info.value) == f"p_q03: got 0.5, which is not the right value\nWhere to look: {WHERE}."
+    assert _shown(info.value)[-1] == f"  Where to look: {WHERE}."
+    with pytest.raises(AssertionError) as info:
+        g.assert_choice("A", "C", "ABCD", "answer_q02", where=WHERE, why={"A": "a low score is not a gap.", "C": "never shown"})
+    assert _shown(info.value) == ["Check failed: answer_q02 = 'A' is not the right choice",
+                                  "  Likely misconception: a low score is not a gap.", f"  Where to look: {WHERE}."]
+    assert "never shown" not in str(info.value)
+
+
+def test_where_on_call_and_raises_and_the_exception_type_is_kept():
+    ns = notebook_namespace("def f(c):\n    if c < 0:\n        raise ValueError('coef must be >= 0')\n    return c")
+    with pytest.raises(AssertionError) as info:
+        g.raises(ValueError, ns["f"], 1.0, where=WHERE)
+    assert "f(1.0) should raise ValueError, but returned float 1.0" in str(info.value)
+    assert _shown(info.value)[-1] == f"  Where to look: {WHERE}."
+    ns = notebook_namespace("def f(x):\n    raise KeyError('no such key')")
+    with pytest.raises(KeyError) as info:
+        g.call(ns["f"], 1.0, where=WHERE)
+    assert _shown(info.value)[0] == "Check failed: f(1.0) raised KeyError: 'no such key'"
+    ns = notebook_namespace("import rmteach.numpy as R\ndef f(a, b):\n    return R.ranking_loss(a, b)")
+    with pytest.raises(g.NotOwnWork) as info:
+        g.call(ns["f"], 1.0, 0.0, where=WHERE)
+    assert "no credit" in _shown(info.value)[0] and _shown(info.value)[-1] == f"  Where to look: {WHERE}."
+
+
+def test_visible_checks_of_letters_and_numbers_name_the_misconception():
+    assert g.is_letter(" b ", "ABCD", "answer_q02", where=WHERE)
+    for answer, phrase in (("the pair with the largest gap", "a description where a letter is asked"),
+                           (2, "a number or True/False where a letter is asked"), ({"A"}, "a set or list where one letter")):
+        with pytest.raises(AssertionError) as info:
+            g.is_letter(answer, "ABCD", "answer_q02", where=WHERE)
+        assert phrase in "\n".join(_shown(info.value)), answer
+    assert g.number(np.float32(0.5), "p") == 0.5
+    for value, phrase in (("0.5", "text where a number is asked"), (None, "None where a value is asked"),
+                          (np.ones(2), "an array of per-pair values where one number is asked")):
+        with pytest.raises(AssertionError) as info:
+            g.number(value, "p", where=WHERE)
+        assert phrase in "\n".join(_shown(info.value)), value
+    assert g.holds(np.float64(1.0) > 0, "x")
+    with pytest.raises(AssertionError, match="x must be positive"):
+        g.holds(False, "x must be positive", where=WHERE)
+
+
 def test_importing_grading_imports_neither_torch_nor_nbgrader():
     code = "import sys, rmteach.grading; print(sorted(m for m in ('torch', 'nbgrader', 'nbconvert') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

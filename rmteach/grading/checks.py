@@ -468,6 +468,9 @@ def raises(exc_type: type, func: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def _as_float_array(value: Any, what: str, where: Optional[str] = None) -> np.ndarray:
+    if value is None:  # numpy would read it as nan
+        raise failure(f"{what} should be a number or an array of numbers, got None", why=_diagnose.not_a_number(value),
+                      where=where)
     try:
         arr = _np_asarray(value, dtype=_np_float64)
     except (TypeError, ValueError):
