@@ -182,3 +182,9 @@ def test_ties_at_zero_gap():
     assert training.rao_kupper_probabilities(0.0, math.log(2.0))["tie"] == pytest.approx(1 / 3, rel=1e-14)
     assert training.davidson_probabilities(0.0, 1.0)["tie"] == pytest.approx(1 / 3, rel=1e-14)
     assert round(float(training.rao_kupper_probabilities(2.0, math.log(2.0))["tie"]), 4) == 0.1496
+
+
+def test_onpolicy_accuracy_falls_from_step_one_and_its_best_row_is_the_reference():
+    for b in np.arange(0.0, 3.01, 0.1):
+        acc = rlhf.simulate_kl_regularized_training(REF, RM_SCORE, HUMAN, beta=float(b), lr=1.0, steps=80)["heldout_accuracy"]
+        assert acc[1] < acc[0] and int(np.argmax(acc)) == 0
