@@ -343,7 +343,9 @@ def train_ppo(
     ``"proxy_reward"`` :math:`E_\pi[R]`, ``"gold_reward"`` :math:`E_\pi[r^*]` (NaN
     without ``gold_reward``), ``"entropy"``, ``"clip_fraction"``
     (:func:`rmteach.rlhf.clip_fraction` averaged over the epochs, each measured
-    before its step, as TRL logs it), ``"loss"`` (the first epoch's
+    before its step: Stable-Baselines3's ``clip_fraction``, ratio outside the region,
+    not TRL's ``pg_clipfrac``, which counts only samples whose clipped term is
+    active; the first epoch's is always 0), ``"loss"`` (the first epoch's
     :func:`rmteach.rlhf.ppo_clip_loss`); and ``"probs"`` ``(iterations + 1, K)``.
     """
     ref = _probs("ref_probs", ref_probs)
