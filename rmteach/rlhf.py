@@ -389,7 +389,8 @@ def simulate_kl_regularized_training(
     ``"proxy_reward"`` :math:`E_\pi[\hat r]` (what the training dashboard shows),
     ``"true_reward"`` :math:`E_\pi[r^*]`, ``"kl"``, ``"heldout_accuracy"``
     (:func:`heldout_preference_accuracy`: agreement on pairs of the policy's
-    *current* outputs, which falls from the first step of any improving run),
+    *current* outputs, which falls from the first step once the policy moves
+    mass onto a response the reward model over-rates),
     ``"human_win_rate"`` (:func:`human_win_rate` against :math:`\pi_{\text{ref}}`,
     the signal to stop on), and ``"probs"`` ``(steps + 1, K)``.
     """
