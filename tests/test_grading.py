@@ -341,7 +341,7 @@ def cell_scores(course, student, assignment, notebook):
 
 def test_sources_validate_and_releases_fail_every_test(graded):
     names = gcourse.course_assignments(graded.course)
-    assert len(names) == 5
+    assert {A1, A2, A3} <= set(names) and len(names) >= 5
     for name in names:
         assert any(line.startswith("validate ") and f"source/{name}/" in line and line.endswith("s)") and ": OK" in line
                    for line in graded.log), name

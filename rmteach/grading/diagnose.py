@@ -43,8 +43,8 @@ OVERFLOW = ("the formula overflows: typed in as written, exp of a large number i
             "(above 709.78 in float64, 88.72 in float32), and inf/inf or inf - inf is nan; "
             "rearrange it so that exp only ever sees -|gap|.")
 ROUNDED_TO_ZERO = ("the formula rounds a tiny, non-zero answer to exactly 0: 1 + e^(-gap) is 1 in "
-                   "floating point once e^(-gap) < 1.1e-16 (gap > 36.7), so log(1 + e^(-gap)) or "
-                   "1 - sigmoid(gap) gives 0; use log1p, and compute sigmoid(-gap) directly.")
+                   "floating point once e^(-gap) < 1.1e-16, i.e. gap > 36.7 (16.6 in float32), so "
+                   "log(1 + e^(-gap)) or 1 - sigmoid(gap) gives 0; use log1p, and compute sigmoid(-gap) directly.")
 SIGN = "the value has the right size but the wrong sign: a flipped sign or direction."
 SUM_FOR_MEAN = ("the value is B times the answer: a sum over the B pairs where the mean is asked.")
 MEAN_FOR_SUM = ("the value is 1/B of the answer: a mean over the B pairs where the sum is asked.")
@@ -60,9 +60,9 @@ SCALAR_FOR_ARRAY = ("one number where an array (one value per pair) is asked: th
                     "averaged, summed or converted with float() / math too early.")
 ARRAY_FOR_SCALAR = ("an array of per-pair values where one number is asked: reduce them (the mean "
                     "over the pairs, or the sum, as the question says).")
-NUMBERS_ONLY = ("the code works for numbers but not for arrays: `if`, `max`, `min`, `abs` on a "
-                "condition, math.exp and float() take one number; use np.where, np.maximum, "
-                "np.minimum, np.exp and np.asarray.")
+NUMBERS_ONLY = ("the code works for numbers but not for arrays: `if`, the built-in max and min, "
+                "math.exp and float() take one number; use np.where, np.maximum, np.minimum, "
+                "np.exp and np.asarray.")
 FLOAT32 = ("the value agrees only to about 7 digits: the arithmetic ran in float32 (or a float32 "
            "constant); convert the inputs to float64 first.")
 DESCRIPTION_FOR_LETTER = "a description where a letter is asked: store only the option's letter, e.g. 'B'."
