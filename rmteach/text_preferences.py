@@ -19,7 +19,7 @@ NumPy and the standard library only: importing this never imports torch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -194,11 +194,12 @@ def _range(name: str, value, minimum: int) -> tuple[int, int]:
 def make_text_preferences(
     n_pairs: int,
     *,
-    operands: tuple[int, int] = (0, 9),
+    operands: tuple[int, int] = (0, 6),
     length_bias: float = 0.5,
     label_noise: float = 0.0,
     n_annotators: int = 1,
     response_lengths: tuple[int, int] = DEFAULT_RESPONSE_LENGTHS,
+    exclude: Optional["TextPreferences"] = None,
     seed: int = 0,
 ) -> TextPreferences:
     r"""Draw ``n_pairs`` labelled arithmetic preference pairs (seeded).
@@ -222,6 +223,12 @@ def make_text_preferences(
     flipped, and two annotators agree with probability
     :math:`(1-\varepsilon)^2 + \varepsilon^2`.
 
+    ``exclude``: a :class:`TextPreferences` (the training set) whose pairs must
+    not reappear: a drawn pair with the same prompt, correct response and wrong
+    response (filler included) as one of ``exclude``'s is dropped and drawing
+    continues, so a held-out set holds no copy of a training pair.  Prompts do
+    repeat: there are only as many as operand pairs.
+
     Answers must fit the response: every sum up to ``2 * operands[1] + 3`` needs
     at most ``response_lengths[0]`` digits.  Returns a :class:`TextPreferences`.
     """
@@ -240,9 +247,46 @@ def make_text_preferences(
     if digits > lmin:
         raise ValueError(f"response_lengths[0] must be >= {digits}, the digits of the largest answer "
                          f"{2 * hi + MAX_WRONG_OFFSET} for operands up to {hi}; got {lmin}")
+    if exclude is not None and not isinstance(exclude, TextPreferences):
+        raise TypeError(f"exclude must be a TextPreferences or None, got {_checks.describe(exclude)}")
     seed = _int("seed", seed, 0)
+    seen = set() if exclude is None else set(zip(exclude.prompts, exclude.correct, exclude.wrong))
 
     rng = np.random.default_rng(seed)
+    parts: list[dict] = []
+    have = 0
+    for _ in range(1000):
+        batch = _draw(rng, n if not seen else 2 * n, lo, hi, bias, noise, k, lmin, lmax)
+        if seen:
+            keep = np.array([key not in seen for key in zip(batch["prompts"], batch["correct"], batch["wrong"])])
+            batch = {key: [v for v, ok in zip(val, keep) if ok] if isinstance(val, list) else val[keep]
+                     for key, val in batch.items()}
+        parts.append(batch)
+        have += len(batch["prompts"])
+        if have >= n:
+            break
+    else:
+        raise ValueError(f"exclude leaves too few new pairs to draw {n} (operands {(lo, hi)})")
+    cat = {key: (sum((p[key] for p in parts), []) if isinstance(parts[0][key], list)
+                 else np.concatenate([p[key] for p in parts]))[:n] for key in parts[0]}
+    ok = cat["chosen_ok"]
+    return TextPreferences(
+        prompts=tuple(cat["prompts"]),
+        chosen=tuple(c if o else w for c, w, o in zip(cat["correct"], cat["wrong"], ok)),
+        rejected=tuple(w if o else c for c, w, o in zip(cat["correct"], cat["wrong"], ok)),
+        chosen_is_correct=ok,
+        soft_labels=cat["soft"].astype(np.float64),
+        len_chosen=np.where(ok, cat["len_c"], cat["len_w"]).astype(np.int64),
+        len_rejected=np.where(ok, cat["len_w"], cat["len_c"]).astype(np.int64),
+        operands=(lo, hi),
+        length_bias=bias,
+        label_noise=noise,
+        n_annotators=k,
+    )
+
+
+def _draw(rng, n, lo, hi, bias, noise, k, lmin, lmax) -> dict:
+    """One batch of ``n`` pairs: texts of the correct and wrong responses, lengths, votes."""
     a = rng.integers(lo, hi + 1, n)
     b = rng.integers(lo, hi + 1, n)
     c = a + b
@@ -262,26 +306,17 @@ def make_text_preferences(
     len_w = np.where(correct_longer, shorter, longer)
     votes = (rng.random((n, k)) >= noise).sum(axis=1)  # votes for the correct response
     chosen_ok = votes * 2 > k
-    soft = np.where(chosen_ok, votes, k - votes) / k
 
     def text(value: int, length: int) -> str:
         s = str(int(value))
         return s + FILLER * (int(length) - len(s))
 
-    correct_txt = [text(v, L) for v, L in zip(c, len_c)]
-    wrong_txt = [text(v, L) for v, L in zip(wrong, len_w)]
-    chosen = tuple(ct if ok else wt for ct, wt, ok in zip(correct_txt, wrong_txt, chosen_ok))
-    rejected = tuple(wt if ok else ct for ct, wt, ok in zip(correct_txt, wrong_txt, chosen_ok))
-    return TextPreferences(
-        prompts=tuple(f"{x}+{y}=" for x, y in zip(a.tolist(), b.tolist())),
-        chosen=chosen,
-        rejected=rejected,
-        chosen_is_correct=chosen_ok,
-        soft_labels=soft.astype(np.float64),
-        len_chosen=np.where(chosen_ok, len_c, len_w).astype(np.int64),
-        len_rejected=np.where(chosen_ok, len_w, len_c).astype(np.int64),
-        operands=(lo, hi),
-        length_bias=bias,
-        label_noise=noise,
-        n_annotators=k,
-    )
+    return {
+        "prompts": [f"{x}+{y}=" for x, y in zip(a.tolist(), b.tolist())],
+        "correct": [text(v, L) for v, L in zip(c, len_c)],
+        "wrong": [text(v, L) for v, L in zip(wrong, len_w)],
+        "len_c": len_c,
+        "len_w": len_w,
+        "chosen_ok": chosen_ok,
+        "soft": np.where(chosen_ok, votes, k - votes) / k,
+    }

@@ -27,7 +27,7 @@ def test_the_hidden_rule_holds_on_clean_labels():
         off = _answer(rejected) - _sum(prompt)
         assert off != 0 and abs(off) <= tp.MAX_WRONG_OFFSET and _answer(rejected) >= 0
     a = [int(p.split("+")[0]) for p in d.prompts]
-    assert min(a) == 0 and max(a) == 9  # operands (0, 9) inclusive
+    assert min(a) == 0 and max(a) == 6  # the default operands (0, 6), inclusive
     assert np.all(d.soft_labels == 1.0)
 
 
@@ -84,9 +84,23 @@ def test_same_seed_same_data_other_seed_other_data():
 
 def test_pinned_first_pairs():
     d = tp.make_text_preferences(3, seed=0)
-    assert d.prompts == ("8+2=", "6+3=", "5+0=")
-    assert d.chosen == ("10..", "9...", "5.....")
-    assert d.rejected == ("7....", "11...", "8...")
+    assert d.prompts == ("5+1=", "4+2=", "3+0=")
+    assert d.chosen == ("6...", "6...", "3.....")
+    assert d.rejected == ("3....", "8....", "6...")
+
+
+def test_exclude_keeps_training_pairs_out_of_a_held_out_set():
+    train = tp.make_text_preferences(4000, seed=0)
+    val = tp.make_text_preferences(2000, seed=1, exclude=train)
+    key = lambda d: set(zip(d.prompts, d.correct, d.wrong))
+    assert len(val) == 2000 and not key(train) & key(val)
+    assert key(train) & key(tp.make_text_preferences(2000, seed=1))  # without exclude: copies
+    # the same seed and exclusion give the same pairs whatever the labels
+    noisy = tp.make_text_preferences(2000, seed=1, exclude=train, label_noise=0.2)
+    assert noisy.correct == val.correct and noisy.wrong == val.wrong
+    with pytest.raises(ValueError, match=r"exclude leaves too few new pairs"):
+        tp.make_text_preferences(10, operands=(0, 0), response_lengths=(1, 2),
+                                 exclude=tp.make_text_preferences(200, operands=(0, 0), response_lengths=(1, 2)))
 
 
 def test_out_of_range_operands():
@@ -119,6 +133,7 @@ def test_tokenizer_round_trip_and_padding():
     ({"operands": (0, 60)}, ValueError, r"response_lengths\[0\] must be >= 3"),
     ({"response_lengths": (3, 3)}, ValueError, r"response_lengths must span at least two lengths"),
     ({"seed": -1}, ValueError, r"seed must be an integer >= 0"),
+    ({"exclude": [("1+1=", "2", "3")]}, TypeError, r"exclude must be a TextPreferences or None"),
 ])
 def test_bad_input_names_the_argument(kwargs, exc, match):
     args = {"n_pairs": 10, **kwargs}
