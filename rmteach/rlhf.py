@@ -623,19 +623,24 @@ def ppo_clip_loss(ratio: ArrayLike, advantages: ArrayLike, eps: float = 0.2) -> 
 def clip_fraction(ratio: ArrayLike, eps: float = 0.2) -> np.float64:
     r"""Fraction of samples whose ratio lies outside PPO's trust region.
 
-    .. math:: \text{clip\_fraction} = \frac{1}{N}\sum_i \bigl[\,|\rho_i - 1| > \varepsilon\,\bigr]
+    .. math:: \text{clip\_fraction} = \frac{1}{N}\sum_i \bigl[\,\rho_i < 1 - \varepsilon
+              \ \text{or}\ \rho_i > 1 + \varepsilon\,\bigr]
 
-    (the diagnostic TRL and Stable-Baselines log; a ratio exactly on the edge
-    :math:`1 \pm \varepsilon` is not counted, and clip does not move it).  Counted
-    whatever the sign of the advantage, so it is an upper bound on the
-    fraction whose gradient :func:`ppo_clip_loss` switches off.  A large value
-    means the policy moved far from the one that collected the batch.
+    (what Stable-Baselines3 logs as ``clip_fraction``).  A ratio exactly on an edge
+    :math:`1 \pm \varepsilon` is not counted: ``np.clip`` does not move it, and
+    :func:`ppo_clip_loss` treats it as unclipped (the edges are compared as
+    computed, ``1 - eps`` and ``1 + eps``, not through ``|rho - 1|``, whose rounding
+    would count ``rho = 1.3`` at ``eps = 0.3``).  Counted whatever the sign of the
+    advantage, so it is an upper bound on the fraction whose gradient
+    :func:`ppo_clip_loss` switches off (TRL's ``pg_clipfrac`` counts only those).
+    A large value means the policy moved far from the one that collected the batch.
 
     Shapes: ``ratio`` any non-empty shape, finite and > 0; a scalar result.
     """
     rho = _ratio(ratio)
     e = _eps(eps)
-    return np.float64(np.count_nonzero(np.abs(rho - 1.0) > e) / rho.size)
+    outside = (rho < 1.0 - e) | (rho > 1.0 + e)
+    return np.float64(np.count_nonzero(outside) / rho.size)
 
 
 # --------------------------------------------------------------------------

@@ -332,3 +332,13 @@ def test_controller_bad_update(args, match):
     with pytest.raises(ValueError, match=match):
         ctl.update(*args)
     assert ctl.value == 0.1  # a refused update changes nothing
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.2, 0.3, 0.7])
+def test_clip_fraction_does_not_count_a_ratio_exactly_on_the_edge(eps):
+    """rho = 1 +- eps as computed is where np.clip leaves it alone: not clipped (|1.3 - 1| > 0.3 in floats)."""
+    edges = np.array([1.0 - eps, 1.0 + eps])
+    assert rlhf.clip_fraction(edges, eps) == 0.0
+    assert rlhf.clip_fraction(np.nextafter(edges, [0.0, 2.0]), eps) == 1.0
+    # the same samples ppo_clip_loss treats as unclipped: its value is -A*rho there
+    assert rlhf.ppo_clip_loss(edges, np.array([1.0, 1.0]), eps) == -edges.mean()
