@@ -42,10 +42,10 @@ def strip_hidden(source: str) -> str:
     return re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", source, flags=re.S)
 
 
-def test_five_assignments_one_notebook_each():
+def test_six_assignments_one_notebook_each():
     assert [p.parent.name for p in SOURCES] == [
         "01_preference_probability", "02_ranking_loss", "03_gradients_and_updates",
-        "04_loss_variants", "05_rlhf_case_studies",
+        "04_loss_variants", "05_rlhf_case_studies", "06_policy_optimization",
     ]
 
 
