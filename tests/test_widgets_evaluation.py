@@ -64,10 +64,10 @@ def test_calibration_explorer_updates_its_figures_in_place(pairs):
     bars = figs[1].marks[0]
     np.testing.assert_array_equal(bars.y, t["counts"])
     np.testing.assert_array_equal(bars.x, [0.125, 0.375, 0.625, 0.875])
-    ece_curve, nll_curve, t_dots = figs[2].marks
-    assert list(t_dots.x) == [2.0, 2.0] and list(t_dots.y) == [ex.readouts["ece"], ex.readouts["nll"]]
+    ece_curve, t_dot = figs[2].marks
+    assert list(t_dot.x) == [2.0] and list(t_dot.y) == [ex.readouts["ece"]]
     i = int(np.flatnonzero(np.asarray(ece_curve.x) == 2.0)[0])
-    assert ece_curve.y[i] == ex.readouts["ece"] and nll_curve.y[i] == ex.readouts["nll"]
+    assert ece_curve.y[i] == ex.readouts["ece"]
 
 
 def test_an_empty_bin_is_left_out_of_the_diagram():

@@ -53,20 +53,17 @@ class CalibrationExplorer(Explorer):
         ]
         self._rel = Panel("reliability diagram", "mean predicted P(y_a \u227b y_b) in the bin",
                           "fraction where y_a was preferred", x_range=(0.0, 1.0), y_range=(0.0, 1.0),
-                          legend="top-left", width="380px", height="320px")
+                          legend="top-left", width="320px", height="300px")
         self._rel.line([0.0, 1.0], [0.0, 1.0], OTHER, "calibrated", dashed=True)
         self._curve = self._rel.line([0.0], [0.0], PREF, "model")
         self._dots = self._rel.points([0.0], [0.0], PREF, size=40)
         self._hist = Panel("pairs per bin", "predicted P(y_a \u227b y_b)", "pairs",
-                           x_range=(0.0, 1.0), width="330px", height="320px")
+                           x_range=(0.0, 1.0), width="290px", height="300px")
         self._bars = self._hist.bars([0.5], [0.0], [GOOD])
-        self._temp = Panel("ECE and log loss against T", "temperature T", "value",
-                           x_range=TEMPERATURE_RANGE, y_range=None, legend="top-right",
-                           width="380px", height="320px")
-        self._ece_curve = self._temp.line(TEMPERATURE_GRID, np.zeros_like(TEMPERATURE_GRID), CURVE, "ECE")
-        nll_grid = [self._nll(t) for t in TEMPERATURE_GRID]
-        self._temp.line(TEMPERATURE_GRID, nll_grid, GOOD, "log loss", dashed=True)
-        self._t_dots = self._temp.points([1.0, 1.0], [0.0, 0.0], MARK)
+        self._temp = Panel("ECE against the temperature", "temperature T", "ECE",
+                           x_range=TEMPERATURE_RANGE, y_range=None, width="320px", height="300px")
+        self._ece_curve = self._temp.line(TEMPERATURE_GRID, np.zeros_like(TEMPERATURE_GRID), CURVE)
+        self._t_dot = self._temp.points([1.0], [0.0], MARK)
         self._bins_drawn = -1
         super().__init__(sliders, readouts, [self._rel, self._hist, self._temp],
                          note="Each point is one bin: its mean predicted probability against how often "
@@ -96,7 +93,7 @@ class CalibrationExplorer(Explorer):
                                     for x in TEMPERATURE_GRID])
             self._bins_drawn = n_bins
         nll = self._nll(temperature)
-        move(self._t_dots, [temperature, temperature], [ece, nll])
+        move(self._t_dot, [temperature], [ece])
         signed = np.where(self._y == 1, self._d, -self._d)  # r_pref - r_rej as the labels say
         accuracy = float(rm.ranking_accuracy(signed, self._zeros))  # a zero margin counts as wrong
         self._show(ece=ece, accuracy=accuracy, nll=nll,
@@ -116,8 +113,7 @@ def calibration_explorer(margins, labels, n_bins: int = 10, temperature: float =
     Plots: the reliability diagram (:func:`rmteach.evaluation.reliability_table`:
     each bin's mean :math:`p` against its observed frequency, with the diagonal),
     the number of pairs per bin, and the ECE
-    (:func:`rmteach.evaluation.expected_calibration_error`) and log loss against
-    :math:`T`.  Readouts ``ece``, ``accuracy`` (fraction ranked the way the label
+    (:func:`rmteach.evaluation.expected_calibration_error`) against :math:`T`.  Readouts ``ece``, ``accuracy`` (fraction ranked the way the label
     says; a zero margin counts as wrong), ``nll`` (mean
     :math:`-[y\log p + (1-y)\log(1-p)]`, from
     :func:`rmteach.numpy.soft_ranking_loss` with the label as :math:`p`),
