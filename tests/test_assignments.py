@@ -280,6 +280,13 @@ def test_keys_assignment_3(answers):
     assert a["q06_new_scores"] == pytest.approx([2.0 - gp, 3.0 - gr], rel=1e-12)
     assert a["q06_new_scores"] == pytest.approx([2.7310585786300049, 2.2689414213699951], rel=1e-12)
     assert gp < 0 < gr and gp == -gr and a["answer_q06"] == "B"
+    # Q06 on a linear model: the weights move; the gap grows, yet the rejected score rises (K_pr > K_rr)
+    from rmteach import training
+    step = training.linear_score_step(a["Q06_W"], a["Q06_F_PREF"], a["Q06_F_REJ"], 1.0)
+    assert a["q06_linear_scores"] == pytest.approx([step["new_r_pref"], step["new_r_rej"]], rel=1e-12)
+    assert a["q06_linear_scores"] == pytest.approx([2.0, 1.375], rel=1e-12)
+    assert step["d_pref"] - step["d_rej"] > 0 < step["d_rej"] and step["k_pr"] > step["k_rr"]
+    assert a["answer_q06_linear"] == "B"
     assert a["loss_q17"] == pytest.approx(float(rm.ranking_loss(0.5, 2.5)), rel=1e-12)
     g_b, g_a = (float(x) for x in rm.ranking_loss_grad(0.5, 2.5))
     assert float(rm.ranking_loss(0.5, 2.5)) > math.log(2) and g_b < 0 < g_a and a["answer_q17"] == "B"
