@@ -363,7 +363,7 @@ def test_feedback_of_assignments_2_and_3_points_to_the_course(name):
             assert found, (m["grade_id"], text)
             places.setdefault(found.group(1), set()).add((found.group(2), found.group(3)))
             if node.func.attr in ("choice_is", "choices_are"):
-                why = value(kw["why"]) if "why" in kw else {}
+                why = (value(kw["why"]) if "why" in kw else {}) or {}
                 var = ast.unparse(node.args[0])
                 right = key.get(var)
                 if right:
