@@ -50,7 +50,7 @@ def _read(path: Path) -> nbformat.NotebookNode:
 
 def test_the_collection_is_there():
     names = [p.name for p in COURSE_NOTEBOOKS]
-    assert [n[:3] for n in names] == ["01_", "02_", "03_", "04_", "05_", "06_"], names
+    assert [n[:3] for n in names] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_", "09_"], names
 
 
 # --------------------------------------------------------------------------
