@@ -12,6 +12,9 @@ the correct response is the longer one of its pair (0.5: length tells nothing;
   character-level tokenizer (one token per character, padding id 0 on the right).
 * :func:`make_text_preferences` draws a seeded :class:`TextPreferences` set of
   (prompt, chosen, rejected) pairs, with the hidden truth kept beside the labels.
+* :func:`annotator_agreement` and :func:`expected_noisy_accuracy`: what the
+  annotators' error rate implies for their agreement and for any model's
+  accuracy against their labels (the accuracy ceiling).
 
 NumPy and the standard library only: importing this never imports torch.
 """
@@ -34,6 +37,8 @@ __all__ = [
     "encode_batch",
     "TextPreferences",
     "make_text_preferences",
+    "annotator_agreement",
+    "expected_noisy_accuracy",
 ]
 
 VOCAB = ("<pad>", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "+", "=", ".")
@@ -320,3 +325,29 @@ def _draw(rng, n, lo, hi, bias, noise, k, lmin, lmax) -> dict:
         "chosen_ok": chosen_ok,
         "soft": np.where(chosen_ok, votes, k - votes) / k,
     }
+
+
+def annotator_agreement(label_noise: float) -> float:
+    r"""Probability that two annotators agree on a pair when each errs independently with :math:`\varepsilon`.
+
+    .. math:: A = (1 - \varepsilon)^2 + \varepsilon^2 = 1 - 2\varepsilon(1 - \varepsilon)
+
+    computed in the second form.  ``label_noise`` in [0, 0.5]; inverse:
+    :math:`\varepsilon = \bigl(1 - \sqrt{2A - 1}\bigr)/2`.
+    """
+    e = _probability("label_noise", label_noise, 0.5)
+    return 1.0 - 2.0 * e * (1.0 - e)
+
+
+def expected_noisy_accuracy(accuracy: float, label_noise: float) -> float:
+    r"""Expected accuracy against one fallible annotator's labels of a model with ``accuracy`` against the rule.
+
+    .. math:: \mathbb{E}[\mathrm{acc}_\text{noisy}] = a(1 - \varepsilon) + (1 - a)\,\varepsilon
+
+    (a flipped label turns a right ranking into a wrong one and back).  At
+    :math:`a = 1` it is the accuracy ceiling :math:`1 - \varepsilon`.  Both arguments in [0, 1]
+    (``label_noise`` in [0, 0.5]).
+    """
+    a = _probability("accuracy", accuracy)
+    e = _probability("label_noise", label_noise, 0.5)
+    return a * (1.0 - e) + (1.0 - a) * e

@@ -90,3 +90,70 @@ def test_an_empty_bin_is_left_out_of_the_diagram():
 def test_bad_calibration_explorer_arguments(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         widgets.calibration_explorer(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# the label-noise explorer
+
+
+@pytest.fixture(scope="module")
+def rule_margins():
+    return np.random.default_rng(1).normal(3.0, 2.0, 2000)  # r(correct) - r(wrong): mostly right
+
+
+def test_label_noise_explorer_readouts(rule_margins):
+    from rmteach import text_preferences as tp
+
+    d = rule_margins
+    ex = widgets.label_noise_explorer(d)
+    assert ex.values == {"label_noise": 0.16}
+    a = np.mean(d > 0)
+    for eps in (0.0, 0.16, 0.3, 0.5):
+        ex.set(label_noise=eps)
+        r = ex.readouts
+        assert r["agreement"] == tp.annotator_agreement(eps) == pytest.approx((1 - eps) ** 2 + eps ** 2, abs=1e-15)
+        assert r["ceiling"] == 1 - eps
+        assert r["expected"] == tp.expected_noisy_accuracy(a, eps) == pytest.approx(a * (1 - eps) + (1 - a) * eps)
+        assert abs(r["flipped"] - eps) < 4 * np.sqrt(max(eps * (1 - eps), 1e-9) / d.size)
+        assert abs(r["accuracy"] - r["expected"]) < 0.04  # sampling error only
+    ex.set(label_noise=0.0)
+    assert ex.readouts["accuracy"] == a and ex.readouts["flipped"] == 0.0
+    assert tp.annotator_agreement(0.5) == 0.5 and tp.expected_noisy_accuracy(1.0, 0.16) == 0.84
+
+
+def test_label_noise_explorer_measures_the_labels_it_flips(rule_margins):
+    d = rule_margins
+    ex = widgets.label_noise_explorer(d, label_noise=0.2, seed=3)
+    rng = np.random.default_rng(3)
+    u, a_first = rng.random(d.size), rng.random(d.size) < 0.5
+    flipped = u < 0.2
+    assert ex.readouts["flipped"] == np.mean(flipped)
+    assert ex.readouts["accuracy"] == np.mean(np.where(flipped, d < 0, d > 0))
+    p = rm.preference_probability(np.where(a_first, d, -d), np.zeros_like(d))
+    assert ex.readouts["ece"] == ev.expected_calibration_error(p, (a_first != flipped).astype(float))
+    acc_fig, ece_fig = figures(ex.widget)
+    measured, dot = acc_fig.marks[3], acc_fig.marks[4]
+    i = int(np.flatnonzero(np.asarray(measured.x) == 0.2)[0])
+    assert measured.y[i] == ex.readouts["accuracy"] and list(dot.y) == [ex.readouts["accuracy"]]
+    # more noise only adds flips: the measured accuracy of a mostly-right model never rises
+    assert np.all(np.diff(np.asarray(measured.y)) <= 1 / d.size + 1e-12)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"label_noise": 0.6}, ValueError, r"label_noise must be a real number in \[0, 0.5\]"),
+    ({"seed": -1}, ValueError, r"seed must be an integer >= 0"),
+])
+def test_bad_label_noise_explorer_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        widgets.label_noise_explorer([1.0, 2.0], **kwargs)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda tp: tp.annotator_agreement(0.7), r"label_noise must be in \[0, 0.5\], got 0.7"),
+    (lambda tp: tp.expected_noisy_accuracy(1.2, 0.1), r"accuracy must be in \[0, 1\], got 1.2"),
+])
+def test_bad_noise_formula_arguments(call, match):
+    from rmteach import text_preferences as tp
+
+    with pytest.raises(ValueError, match=match):
+        call(tp)

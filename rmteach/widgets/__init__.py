@@ -38,6 +38,7 @@ from rmteach.widgets.calibration import CalibrationExplorer, calibration_explore
 from rmteach.widgets.dpo_beta import DPOBetaExplorer, dpo_beta_explorer
 from rmteach.widgets.gradient_step import GradientStepExplorer, gradient_step_explorer
 from rmteach.widgets.kl_policy import KLPolicyExplorer, kl_policy_explorer
+from rmteach.widgets.label_noise import LabelNoiseExplorer, label_noise_explorer
 from rmteach.widgets.listwise import ListwiseExplorer, listwise_explorer
 from rmteach.widgets.loss import LossExplorer, loss_explorer
 from rmteach.widgets.margin import MarginExplorer, margin_explorer
@@ -54,6 +55,8 @@ from rmteach.widgets.training_monitor import TrainingMonitor
 __all__ = [
     "calibration_explorer",
     "CalibrationExplorer",
+    "label_noise_explorer",
+    "LabelNoiseExplorer",
     "ppo_clip_explorer",
     "ppo_run_explorer",
     "overoptimization_explorer",
