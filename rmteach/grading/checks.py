@@ -15,6 +15,17 @@ code gets no credit.  :func:`assert_close`, :func:`assert_choice` and
 ``rmteach``; their messages never name the right choice.  Each check first asks
 :mod:`rmteach.grading.tamper` whether student code replaced what it relies on.
 
+Feedback that teaches: every check takes ``where="notebook 02, section '...'"``,
+the place the course teaches it, and the choice checks take
+``why={"A": "the misconception option A reflects", ...}``, shown when that wrong
+option is chosen.  :func:`agrees` runs the student's function and rmteach's on
+the same inputs and names the wrong idea a mismatch shows
+(:mod:`rmteach.grading.diagnose`).  A failed check raises an ``AssertionError``
+(an exception from the student's code keeps its type) that IPython shows as a few
+lines, never as a traceback through this module: what was checked, what came out
+(and what was expected, unless it is a numeric answer's key), the misconception,
+where to look.
+
 This module imports only the standard library and NumPy (never nbgrader,
 nbconvert or torch): a test cell pays for nothing else.
 """
