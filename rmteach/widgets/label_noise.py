@@ -28,7 +28,7 @@ class LabelNoiseExplorer(Explorer):
         self._a_is_correct = rng.random(self._d.size) < 0.5  # a random order, for calibration
         self._zeros = np.zeros_like(self._d)
         self._rule_acc = float(rm.ranking_accuracy(self._d, self._zeros))
-        sliders = [Slider("label_noise", "annotator error \u03b5", label_noise, 0.0, 0.5, 0.01)]
+        sliders = [Slider("label_noise", "error \u03b5", label_noise, 0.0, 0.5, 0.01)]
         readouts = [
             ("agreement", "agreement of two annotators"),
             ("ceiling", "ceiling 1 \u2212 \u03b5"),
@@ -39,7 +39,7 @@ class LabelNoiseExplorer(Explorer):
         ]
         rows = [self._evaluate(e) for e in NOISE_GRID]
         self._acc = Panel("accuracy against one annotator's labels", "annotator error \u03b5", "accuracy",
-                          x_range=(0.0, 0.5), y_range=(0.4, 1.0), legend="top-right",
+                          x_range=(0.0, 0.5), y_range=(0.25, 1.0), legend="bottom-left",
                           width="470px", height="320px")
         self._acc.line(NOISE_GRID, [tp.annotator_agreement(e) for e in NOISE_GRID], OTHER,
                        "two annotators agree", dashed=True)
