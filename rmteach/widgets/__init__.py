@@ -22,7 +22,9 @@ Builders: :func:`loss_explorer` (the main one), :func:`preference_explorer`,
 :func:`soft_label_explorer`, :func:`regularizer_explorer`,
 :func:`listwise_explorer`, :class:`TrainingMonitor` for training loops,
 :func:`training_explorer` (sliders that retrain, notebook 4),
-:func:`kl_policy_explorer` (the KL-regularized policy against β, notebook 6), and
+:func:`kl_policy_explorer` (the KL-regularized policy against β, notebook 6),
+:func:`calibration_explorer` (reliability diagram, ECE and temperature, notebook 7),
+:func:`label_noise_explorer` (the accuracy ceiling of fallible annotators, notebook 7), and
 :func:`text_explorer` for a slider whose effect is best told in a few lines of
 text.  None of them uses an ``Output`` widget (what ``ipywidgets.interact``
 prints into): executed headless by nbclient, a cell with one can block for
