@@ -76,6 +76,9 @@ WRONG_GRAD = {  # ranking_loss_grad(r_pref, r_rej)
     "1 - sigmoid (rounds to 0)": (
         f"def ranking_loss_grad(r_pref, r_rej):\n    {D}\n    s = (1.0 - 1.0 / (1.0 + np.exp(-d))) / d.size\n"
         "    return (-s)[()], s[()]", dg.ROUNDED_TO_ZERO),
+    "one number for the array of derivatives": (
+        f"def ranking_loss_grad(r_pref, r_rej):\n    {D}\n    {SIG}\n    s = s / d.size\n"
+        "    return float(np.sum(-s)), float(np.sum(s))", dg.SCALAR_FOR_ARRAY),
     "typed-in sigmoid(-d) (overflow)": (
         f"def ranking_loss_grad(r_pref, r_rej):\n    {D}\n    s = np.exp(-d) / (1.0 + np.exp(-d)) / d.size\n"
         "    return (-s)[()], s[()]", dg.OVERFLOW),
