@@ -62,21 +62,32 @@ fi
 install -d -m 0755 "$PREFIX"
 exec 9>"$PREFIX/.lock"
 flock 9   # two set-ups at once build the venv one after the other
-# rebuild rmteach when its sources or the package list change
-want="$(cd "$REPO" && { cat pyproject.toml; find rmteach -name '*.py' -print0 | sort -z | xargs -0 cat; } | sha256sum | cut -c1-16)"
-have="$(cat "$VENV/.rmteach-build" 2>/dev/null || true)"
-if [ "$want" != "$have" ]; then
-    say "building $VENV (Debian's python3; jupyterhub, rmteach and the course's packages)"
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# the packages are installed again when pyproject.toml changes, rmteach alone when its sources change
+want_deps="$(cd "$REPO" && sha256sum pyproject.toml | cut -c1-16)"
+want_src="$(cd "$REPO" && find rmteach -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-16)"
+have_deps="$(cat "$VENV/.rmteach-deps" 2>/dev/null || true)"
+have_src="$(cat "$VENV/.rmteach-src" 2>/dev/null || true)"
+if [ "$want_deps" != "$have_deps" ] || [ "$want_src" != "$have_src" ]; then
     # rmteach is installed from a clean copy of its sources, so nothing is written into the repository
     src="$(mktemp -d)"
     cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/rmteach" "$src/"
     rm -rf "$src/rmteach.egg-info"; find "$src" -name __pycache__ -prune -exec rm -rf {} +
-    "$VENV/bin/pip" install --quiet --no-warn-script-location 'jupyterhub>=5,<7' "$src" 2>&1 | grep -v "^WARNING: Location" || true
+    if [ "$want_deps" != "$have_deps" ]; then
+        say "building $VENV (Debian's python3; jupyterhub, rmteach and the course's packages)"
+        [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+        "$VENV/bin/pip" install --quiet --no-warn-script-location 'jupyterhub>=5,<7' "$src" 2>&1 | grep -v "^WARNING: Location" || true
+    else
+        say "installing the changed rmteach into $VENV"
+    fi
     "$VENV/bin/pip" install --quiet --no-deps --force-reinstall "$src" 2>&1 | grep -v "^WARNING: Location" || true
     rm -rf "$src"
     "$VENV/bin/python" -c 'import jupyterhub, nbgrader, rmteach.grading.sandbox' || die "the venv at $VENV does not import jupyterhub, nbgrader and rmteach"
-    echo "$want" > "$VENV/.rmteach-build"
+    # JupyterLab for every user of this venv: no news or update pop-ups
+    install -d -m 0755 "$VENV/share/jupyter/lab/settings"
+    echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+        > "$VENV/share/jupyter/lab/settings/overrides.json"
+    echo "$want_deps" > "$VENV/.rmteach-deps"
+    echo "$want_src" > "$VENV/.rmteach-src"
 fi
 chmod -R a+rX "$PREFIX"
 flock -u 9
