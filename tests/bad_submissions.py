@@ -65,7 +65,7 @@ def expected_cells(source_nb, broken: Iterable[str] = (), fail: Iterable[str] = 
 
 
 def calls_into(source_nb, impl: str) -> set[str]:
-    """Test cells that run (with ``_g.call``) a student function defined in ``impl``
+    """Test cells that run (with ``_g.call`` or ``_g.agrees``) a student function defined in ``impl``
     or in an answer cell that needs ``impl``: the ones :func:`rmteach.grading.call`
     refuses when ``impl`` uses rmteach."""
     definers: dict[str, str] = {}
@@ -83,7 +83,7 @@ def calls_into(source_nb, impl: str) -> set[str]:
     for c in source_nb.cells:
         if c.cell_type != "code" or not _meta(c).get("grade") or _meta(c).get("solution"):
             continue
-        for fn in re.findall(r"_g\.(?:call|raises|assert_raises)\(\s*(\w+)", c.source):
+        for fn in re.findall(r"_g\.(?:call|agrees|raises|assert_raises)\(\s*(\w+)", c.source):
             g = definers.get(fn)
             if g and (g == impl or impl in needs.get(g, set())):
                 out.add(_meta(c)["grade_id"])

@@ -26,6 +26,7 @@ import pytest
 from rmteach import evaluation as ev
 from rmteach import numpy as rm
 from rmteach import rlhf
+from _sandbox_mode import MODE as SANDBOX_MODE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "assignments"
@@ -417,7 +418,7 @@ def test_validate_release_and_demo_scores(tmp_path):
     for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "Rubric", "Model answer", "_rm.dpo_loss(", "_rl.ppo_clip_loss("):
         assert secret not in text, secret
     expected = gdemo.make_demo_submissions(course)
-    results = pipeline.autograde(course, log=log.append)
+    results = pipeline.autograde(course, log=log.append, sandbox=SANDBOX_MODE)
     assert not [r for r in results if r.failed], [r.status for r in results]
     rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
     ada, ben, cy = (rows[(s, NAME)] for s in ("ada", "ben", "cy"))

@@ -33,6 +33,7 @@ import bad_submissions as bad  # noqa: E402
 from rmteach.grading import course as gcourse, pipeline, release, gradebook as gbook  # noqa: E402
 from rmteach.grading.sandbox import sandbox_available  # noqa: E402
 from rmteach.grading.repair import cell_report, prepare_submission  # noqa: E402
+from _sandbox_mode import MODE as SANDBOX_MODE  # noqa: E402
 
 
 TEST_CONFIG = """
@@ -92,26 +93,35 @@ def alone(released, tmp_path_factory):
     good = [make(rel, src) for make in bad.GOOD]
     for kind in good:
         _write(clean, kind)
-    results = pipeline.autograde(clean, workers=2, log=lambda *a: None)
+    results = pipeline.autograde(clean, workers=2, log=lambda *a: None, sandbox=SANDBOX_MODE)
     assert all(r.status == "graded" for r in results), [(r.student, r.status) for r in results]
     return {kind.student: _grades(clean, kind.student) for kind in good}
 
 
 @pytest.fixture(scope="module")
-def batch(released, sandboxed):
-    """Every kind and the honest students, graded in one batch, twice."""
+def batch(released, sandboxed, request):
+    """Every kind and the honest students, graded in one batch, twice (prints each kind's score)."""
     course, rel, src = released
     kinds = [k for k in bad.build_all(rel, src) if sandboxed or not k.needs_sandbox]
     for kind in kinds:
         _write(course, kind)
     lines: list[str] = []
-    first = pipeline.autograde(course, workers=2, log=lines.append)
+    first = pipeline.autograde(course, workers=2, log=lines.append, sandbox=SANDBOX_MODE)
     grades1 = {k.student: _grades(course, k.student) for k in kinds}
     rows = gbook.grade_rows(course)
     csv_path = gbook.write_csv(rows, course / "grades.csv")
     reports = {k.student: cell_report(course, k.student, bad.ASSIGNMENT) for k in kinds}
-    second = pipeline.autograde(course, force=True, workers=2, log=lines.append)
+    second = pipeline.autograde(course, force=True, workers=2, log=lines.append, sandbox=SANDBOX_MODE)
     grades2 = {k.student: _grades(course, k.student) for k in kinds}
+    by_student = {r.student: r for r in first}
+    table = [f"bad submissions of {bad.ASSIGNMENT}, first run (score, status):"]
+    for k in kinds:
+        r = by_student.get(k.student)
+        score = "-" if r is None or r.auto_score is None else f"{r.auto_score:g}/{r.auto_max:g}"
+        table.append(f"  {k.student:24s} {score:>7s}  {r.status if r else 'not graded'}")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # past pytest's capture, like the notebook timings
+        print("\n" + "\n".join(table), flush=True)
     return dict(course=course, kinds={k.student: k for k in kinds}, first=first, second=second, lines=lines,
                 grades1=grades1, grades2=grades2, csv=csv_path, reports=reports)
 

@@ -33,6 +33,7 @@ import pytest
 from rmteach.grading import course as gcourse, pipeline, demo as gdemo, release, gradebook as gbook
 from rmteach import grading as g
 from rmteach import numpy as rm
+from _sandbox_mode import MODE as SANDBOX_MODE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "assignments"
@@ -323,7 +324,7 @@ def graded(tmp_path_factory):
     _set_source(hal, "preference_probability_impl", "def preference_probability(r_a, r_b):\n    while True:\n        pass")
     _submit(course, "hal", A1, nb1, hal)
 
-    results = pipeline.autograde(course, log=log.append)
+    results = pipeline.autograde(course, log=log.append, sandbox=SANDBOX_MODE)
     problems = [f"{r.student}/{r.assignment}: {r.status}" for r in results if r.failed]
     feedback = release.generate_feedback(course, log=log.append)
     rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
