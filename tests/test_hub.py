@@ -295,6 +295,15 @@ def test_4_attack_then_due_date_then_late_submission(hub):
     hub.nbgrader(hub.mallory, "fetch_assignment", A1)
     _cli_submit(hub, hub.mallory, A1, nb)
     hub.notes[hub.mallory] = expected
+    # mallory cannot find alice's submissions: inbound cannot be listed, each name ends in a random
+    # string (the name without it does not exist), and her own copies are in her 0700 home
+    inbound = hub.exchange / hub.course_id / "inbound"
+    for sub in inbound.glob(f"{hub.alice}+{A1}+*"):
+        guess = inbound / sub.name.rsplit("+", 1)[0] / _notebook(hub, A1).name
+        for args in (["ls", str(inbound)], ["cat", str(guess)],
+                     ["ls", str(hub.home(hub.alice) / ".local" / "share" / "jupyter" / "nbgrader_cache")]):
+            proc = hub.run_as(hub.mallory, args, check=False)
+            assert proc.returncode != 0 and not proc.stdout, (args, proc.stdout[:200])
     # the due date passes (nbgrader db assignment add, as nbgrader documents), then bob submits everything
     time.sleep(1.0)
     due = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
