@@ -485,3 +485,28 @@ def test_course_config_sets_every_safeguard():
     from traitlets.utils.importstring import import_item
     assert issubclass(import_item("rmteach.grading.preprocessors.RestoreDeletedCells"), OverwriteCells)
     assert issubclass(import_item("rmteach.grading.preprocessors.HideHiddenTestTracebacks"), NbGraderPreprocessor)
+
+
+def test_grade_rows_subtract_nbgrader_late_penalty(graded, tmp_path):
+    """A late penalty nbgrader recorded comes off the score (never below 0), in its own column."""
+    import shutil
+    import sqlite3
+
+    course = Path(shutil.copytree(graded.course, tmp_path / "course"))
+    con = sqlite3.connect(course / "gradebook.db")
+    for student, points in (("ada", 3.0), ("ben", 2.0)):
+        con.execute(
+            """UPDATE submitted_notebook SET late_submission_penalty = ? WHERE id IN (
+                 SELECT sn.id FROM submitted_notebook sn JOIN submitted_assignment sa ON sn.assignment_id = sa.id
+                 JOIN assignment a ON sa.assignment_id = a.id WHERE sa.student_id = ? AND a.name = ?)""",
+            (points, student, A1))
+    con.commit()
+    con.close()
+    rows = {(r["student"], r["assignment"]): r for r in gbook.grade_rows(course)}
+    ada, ben, cy = (rows[(s, A1)] for s in ("ada", "ben", "cy"))
+    assert ada["late_penalty"] == 3.0 and ada["score"] == ada["auto_score"] + ada["manual_score"] - 3.0
+    assert ben["late_penalty"] == 2.0 and ben["auto_score"] == 0.0 and ben["score"] == 0.0  # not -2
+    assert cy["late_penalty"] == 0.0 and cy["score"] == cy["auto_score"] + cy["manual_score"]
+    written = {(r["student"], r["assignment"]): r for r in csv.DictReader(open(gbook.write_csv(list(rows.values()),
+                                                                                                 tmp_path / "g.csv")))}
+    assert written[("ada", A1)]["late_penalty"] == "3" and float(written[("ada", A1)]["score"]) == ada["score"]

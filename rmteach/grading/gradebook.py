@@ -17,7 +17,7 @@ from rmteach.grading.course import GradingError, read_statuses, submitted_pairs
 
 GRADE_COLUMNS = [
     "student", "assignment", "status", "auto_score", "auto_max",
-    "manual_score", "manual_max", "manual_pending", "score", "max_score", "notes",
+    "manual_score", "manual_max", "manual_pending", "late_penalty", "score", "max_score", "notes",
 ]
 
 #: SQLite busy timeout (seconds) on the shared gradebook
@@ -99,6 +99,10 @@ def grade_rows(course: Path) -> list[dict]:
     * ``not autograded``: submitted, not graded yet (run ``make autograde``);
     * ``not submitted``: nothing under ``submitted/<student>/<assignment>/``.
 
+    ``late_penalty``: the points nbgrader's late-submission policy took off (``AssignLatePenalties``,
+    recorded per notebook); ``score`` is autograded + manual points minus it, never below 0, as
+    nbgrader's own grade export computes it.
+
     ``notes``: what :func:`autograde` found or repaired in the submission ("; "-separated).
     """
     from nbgrader.api import Gradebook, MissingEntry
@@ -123,7 +127,8 @@ def grade_rows(course: Path) -> list[dict]:
                         max_auto += cell.max_score
             for student in students:
                 row = dict(student=student, assignment=assignment.name, auto_max=max_auto, manual_max=max_manual,
-                           max_score=max_auto + max_manual, auto_score=0.0, manual_score=0.0, manual_pending=0.0)
+                           max_score=max_auto + max_manual, auto_score=0.0, manual_score=0.0, manual_pending=0.0,
+                           late_penalty=0.0)
                 graded = any((course / "autograded" / student / assignment.name).glob("*.ipynb"))
                 try:
                     sub = gb.find_submission(assignment.name, student)
@@ -148,7 +153,9 @@ def grade_rows(course: Path) -> list[dict]:
                             else:
                                 row["auto_score"] += grade.score
                     row["status"] = "needs manual grading" if row["manual_pending"] else "graded"
-                row["score"] = row["auto_score"] + row["manual_score"]
+                    # nbgrader's AssignLatePenalties records it per notebook; its own export subtracts it too
+                    row["late_penalty"] = float(sum(nb.late_submission_penalty or 0.0 for nb in sub.notebooks))
+                row["score"] = max(0.0, row["auto_score"] + row["manual_score"] - row["late_penalty"])
                 rows.append(row)
     return rows
 
