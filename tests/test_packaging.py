@@ -136,3 +136,13 @@ def test_no_module_of_the_package_is_development_tooling():
     for path in (ROOT / "rmteach").rglob("*.py"):
         text = path.read_text()
         assert "playwright" not in text.lower(), f"{path.relative_to(ROOT)} holds browser tooling"
+
+
+def test_the_course_question_fallbacks_match_the_course():
+    """Without ../shared/ beside the clone the tests fall back on these lists: they must be the course's."""
+    import _course
+
+    if not _course.QUESTIONS.exists():
+        pytest.skip(f"{_course.QUESTIONS} is not beside the repository: nothing to compare the fallbacks with")
+    assert sorted(set(_course.question_ids())) == _course.ALL_IDS
+    assert sorted(_course.written_ids()) == sorted(_course.WRITTEN_IDS)
