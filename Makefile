@@ -40,10 +40,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $@
 
+# JupyterLab refuses to run as root unless told: as root (a container, this project's machines)
+# it gets --allow-root; it still listens on 127.0.0.1 only, behind the token.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(STAMP)
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(24))'); \
 	echo "JupyterLab: http://$(HOST):$(PORT)/lab?token=$$token"; \
-	$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) \
+	$(VENV)/bin/jupyter lab --ip=$(HOST) --port=$(PORT) $(ALLOW_ROOT) \
 		--ServerApp.root_dir=notebooks --IdentityProvider.token=$$token
 
 # The main explorer as a slider-only app: Voila runs notebooks/explore.ipynb and shows

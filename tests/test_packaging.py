@@ -146,3 +146,14 @@ def test_the_course_question_fallbacks_match_the_course():
         pytest.skip(f"{_course.QUESTIONS} is not beside the repository: nothing to compare the fallbacks with")
     assert sorted(set(_course.question_ids())) == _course.ALL_IDS
     assert sorted(_course.written_ids()) == sorted(_course.WRITTEN_IDS)
+
+
+def test_make_lab_starts_as_root_too():
+    """JupyterLab refuses root without --allow-root; `make lab` adds it for root only (still 127.0.0.1 + token)."""
+    import os
+
+    out = subprocess.run(["make", "-n", "lab"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cmd = out.stdout[out.stdout.index("jupyter lab"):]  # the recipe, printed, not run
+    assert ("--allow-root" in cmd) == (os.geteuid() == 0), cmd
+    assert "--ip=127.0.0.1" in cmd and "IdentityProvider.token" in cmd, cmd
