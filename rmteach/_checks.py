@@ -164,3 +164,12 @@ def check_beta(beta: Any) -> float:
             "reward beta * log(pi / pi_ref) is meaningless for beta <= 0"
         )
     return value
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """A whole number ``>= minimum`` (a bool, a float or a string is refused, with its type named)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
+    return int(value)

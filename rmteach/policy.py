@@ -88,9 +88,7 @@ def _probs(name: str, p: ArrayLike) -> np.ndarray:
 
 
 def _int(name: str, value, lo: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {_checks.describe(value)}")
-    return int(value)
+    return _checks.check_int(name, value, lo)
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> float:

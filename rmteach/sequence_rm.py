@@ -23,7 +23,6 @@ Importing this module imports torch.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from rmteach import _checks
+from rmteach._torch_threads import one_thread
 from rmteach import numpy as rm_np
 from rmteach import torch as rm
 from rmteach.text_preferences import PAD, VOCAB, TextPreferences, encode_batch
@@ -51,12 +51,6 @@ __all__ = [
 ]
 
 
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {_checks.describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
-    return int(value)
 
 
 def _positive(name: str, value) -> float:
@@ -66,17 +60,6 @@ def _positive(name: str, value) -> float:
     if not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return v
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Torch on one thread, then the caller's setting back (tiny models: threads only add waiting)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class SequenceRewardModel(nn.Module):
@@ -95,14 +78,14 @@ class SequenceRewardModel(nn.Module):
     def __init__(self, *, d_model: int = 32, n_layers: int = 2, n_heads: int = 4, dim_feedforward: int = 32,
                  max_len: int = 16, seed: int = 0) -> None:
         super().__init__()
-        d_model = _int("d_model", d_model, 1)
-        n_layers = _int("n_layers", n_layers, 1)
-        n_heads = _int("n_heads", n_heads, 1)
+        d_model = _checks.check_int("d_model", d_model, 1)
+        n_layers = _checks.check_int("n_layers", n_layers, 1)
+        n_heads = _checks.check_int("n_heads", n_heads, 1)
         if d_model % n_heads:
             raise ValueError(f"d_model must be a multiple of n_heads, got d_model={d_model}, n_heads={n_heads}")
-        dim_feedforward = _int("dim_feedforward", dim_feedforward, 1)
-        self.max_len = _int("max_len", max_len, 1)
-        seed = _int("seed", seed, 0)
+        dim_feedforward = _checks.check_int("dim_feedforward", dim_feedforward, 1)
+        self.max_len = _checks.check_int("max_len", max_len, 1)
+        seed = _checks.check_int("seed", seed, 0)
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
@@ -168,7 +151,7 @@ def score_texts(model: SequenceRewardModel, prompts: Sequence[str], responses: S
     if not isinstance(model, SequenceRewardModel):
         raise TypeError(f"model must be a SequenceRewardModel, got {_checks.describe(model)}")
     ids, lengths = encode_batch(prompts, responses)
-    with torch.no_grad(), _one_thread():
+    with torch.no_grad(), one_thread():
         was = model.training
         model.eval()
         try:
@@ -196,7 +179,7 @@ def preference_margins(model: SequenceRewardModel, data: TextPreferences, *,
     Both float64 ``(B,)``.
     """
     rc, rr = score_pairs(model, data)
-    seed = _int("seed", seed, 0)
+    seed = _checks.check_int("seed", seed, 0)
     a_is_chosen = np.random.default_rng(seed).random(len(data)) < 0.5
     return np.where(a_is_chosen, rc - rr, rr - rc), a_is_chosen.astype(np.float64)
 
@@ -249,16 +232,16 @@ def train_sequence_rm(
     _check(model, data)
     if val is not None:
         _check(model, val, "val")
-    steps = _int("steps", steps, 1)
+    steps = _checks.check_int("steps", steps, 1)
     lr = _positive("lr", lr)
-    warmup = _int("warmup", warmup, 1)
-    batch_size = _int("batch_size", batch_size, 1)
+    warmup = _checks.check_int("warmup", warmup, 1)
+    batch_size = _checks.check_int("batch_size", batch_size, 1)
     if not isinstance(soft, bool):
         raise TypeError(f"soft must be True or False, got {_checks.describe(soft)}")
     if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
         raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
-    eval_every = _int("eval_every", eval_every, 1)
-    seed = _int("seed", seed, 0)
+    eval_every = _checks.check_int("eval_every", eval_every, 1)
+    seed = _checks.check_int("seed", seed, 0)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {_checks.describe(callback)}")
 
@@ -270,7 +253,7 @@ def train_sequence_rm(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1.0 + math.cos(math.pi * s / steps)))
     history = SequenceTrainingHistory()
     window: list[float] = []
-    with _one_thread():
+    with one_thread():
         model.train()
         for step in range(1, steps + 1):
             idx = torch.randint(0, len(data), (batch_size,), generator=gen)
@@ -310,8 +293,8 @@ def train_ensemble(data: TextPreferences, n_models: int = 3, *, first_seed: int 
     trained with ``train_sequence_rm(..., seed=..., **train_kwargs)``, so
     ``train_ensemble(data, 2, first_seed=1)`` adds two members to a model trained with seed 0.
     """
-    n_models = _int("n_models", n_models, 1)
-    first_seed = _int("first_seed", first_seed, 0)
+    n_models = _checks.check_int("n_models", n_models, 1)
+    first_seed = _checks.check_int("first_seed", first_seed, 0)
     if "seed" in train_kwargs or "seed" in (model_kwargs or {}):
         raise ValueError("seed is set per member (first_seed, first_seed + 1, ...): do not pass it to train_ensemble")
     models = []

@@ -170,12 +170,6 @@ class TextPreferences:
         return "\n".join(rows)
 
 
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {_checks.describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
-    return int(value)
 
 
 def _probability(name: str, value, hi: float = 1.0) -> float:
@@ -190,7 +184,7 @@ def _probability(name: str, value, hi: float = 1.0) -> float:
 def _range(name: str, value, minimum: int) -> tuple[int, int]:
     if not (isinstance(value, (tuple, list)) and len(value) == 2):
         raise TypeError(f"{name} must be a pair (lo, hi) of integers, got {_checks.describe(value)}")
-    lo, hi = (_int(f"{name}[{k}]", v, minimum) for k, v in enumerate(value))
+    lo, hi = (_checks.check_int(f"{name}[{k}]", v, minimum) for k, v in enumerate(value))
     if lo > hi:
         raise ValueError(f"{name} must have lo <= hi, got {tuple(value)!r}")
     return lo, hi
@@ -237,11 +231,11 @@ def make_text_preferences(
     Answers must fit the response: every sum up to ``2 * operands[1] + 3`` needs
     at most ``response_lengths[0]`` digits.  Returns a :class:`TextPreferences`.
     """
-    n = _int("n_pairs", n_pairs, 1)
+    n = _checks.check_int("n_pairs", n_pairs, 1)
     lo, hi = _range("operands", operands, 0)
     bias = _probability("length_bias", length_bias)
     noise = _probability("label_noise", label_noise, 0.5)
-    k = _int("n_annotators", n_annotators, 1)
+    k = _checks.check_int("n_annotators", n_annotators, 1)
     if k % 2 == 0:
         raise ValueError(f"n_annotators must be odd (a majority decides the label), got {k}")
     lmin, lmax = _range("response_lengths", response_lengths, 1)
@@ -254,7 +248,7 @@ def make_text_preferences(
                          f"{2 * hi + MAX_WRONG_OFFSET} for operands up to {hi}; got {lmin}")
     if exclude is not None and not isinstance(exclude, TextPreferences):
         raise TypeError(f"exclude must be a TextPreferences or None, got {_checks.describe(exclude)}")
-    seed = _int("seed", seed, 0)
+    seed = _checks.check_int("seed", seed, 0)
     seen = set() if exclude is None else set(zip(exclude.prompts, exclude.correct, exclude.wrong))
 
     rng = np.random.default_rng(seed)

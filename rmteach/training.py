@@ -32,7 +32,6 @@ Importing this module imports torch (``rmteach.numpy`` never does).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from rmteach import _checks
+from rmteach._torch_threads import one_thread
 from rmteach import torch as rm
 
 __all__ = [
@@ -79,11 +79,7 @@ METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "reward_mean", "rew
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {_checks.describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
+    return _checks.check_int(name, value, minimum)
 
 
 def _finite(name: str, value, minimum: Optional[float] = None, strict: bool = False) -> float:
@@ -390,25 +386,9 @@ def train_reward_model(
     if next(iter(model.parameters()), None) is None:
         raise ValueError("model has no parameters to train")
 
-    with _one_thread():
+    with one_thread():
         return _train(model, data, steps, lr, batch_size, center_coef, weight_decay, label_smoothing,
                       eval_every, seed, callback)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread, then restore the caller's setting.
-
-    These models are tiny: a second thread only adds synchronization, and on a
-    busy 2-core machine (notebooks run in parallel, other jobs) the spinning
-    worker threads made a 0.25 s run take 10 s.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _train(model, data, steps, lr, batch_size, center_coef, weight_decay, label_smoothing, eval_every, seed,

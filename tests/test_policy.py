@@ -270,7 +270,7 @@ def test_dpo_matches_the_reward_model_route_on_sampled_preferences():
     (lambda: policy.train_ppo(REF, RM_SCORE, kl_target=0.0), ValueError, r"kl_target must be a finite number > 0"),
     (lambda: policy.train_ppo(REF, RM_SCORE, lr=0), ValueError, r"lr must be a finite number > 0"),
     (lambda: policy.train_ppo(REF, RM_SCORE, batch_size=1), ValueError, r"batch_size must be an integer >= 2"),
-    (lambda: policy.train_ppo(REF, RM_SCORE, epochs=2.0), ValueError, r"epochs must be an integer >= 1"),
+    (lambda: policy.train_ppo(REF, RM_SCORE, epochs=2.0), TypeError, r"epochs must be an integer >= 1"),  # the kind is wrong
     (lambda: policy.train_ppo(REF, RM_SCORE[:4]), ValueError, r"reward must have shape \(5,\)"),
     (lambda: policy.fit_reward_model(5, [0, 1], [1]), ValueError, r"rejected must have the shape of chosen"),
     (lambda: policy.fit_reward_model(5, [0, 1], [1, 2], [1.0, -1.0]), ValueError, r"weights must be finite, >= 0"),
