@@ -331,6 +331,12 @@ def test_5_load_thirty_students_submit_twice_at_once(hub):
             release_copy = hub.home(user) / f"v{v}" / A3 / _notebook(hub, A3).name
             _write_nb(nb, release_copy, user, hub)
             hub.chown(hub.home(user) / f"v{v}", user)
+    # nbgrader's submit creates ~/.local/share/jupyter/nbgrader_cache/<course> with os.makedirs and no
+    # exist_ok: a student's two first submits racing each other can die on FileExistsError (seen once in
+    # CI). A student who has submitted before has it; here each load student gets it as that user.
+    for user in hub.load:
+        hub.run_as(user, ["mkdir", "-p", str(hub.home(user) / ".local" / "share" / "jupyter" / "nbgrader_cache"
+                                             / hub.course_id)])
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, 2 * N_LOAD)) as pool:
         futures = {pool.submit(hub.nbgrader, user, "submit", A3, cwd=hub.home(user) / f"v{v}"): (user, v)
