@@ -64,30 +64,8 @@ def execute(nb, folder: Path):
     return nb
 
 
-DUMP = """
-import json as _json, numpy as _np
-def _plain(_v):
-    if isinstance(_v, (set, frozenset)):
-        return sorted(_v)
-    if isinstance(_v, (tuple, list)):
-        return [_plain(_x) for _x in _v]
-    if isinstance(_v, dict):
-        return {str(_k): _plain(_x) for _k, _x in _v.items()}
-    if isinstance(_v, _np.ndarray):
-        return _v.tolist()
-    if isinstance(_v, _np.generic):
-        return _v.item()
-    return _v
-_out = {}
-for _k, _v in list(globals().items()):
-    if _k.startswith("_") or callable(_v) or type(_v).__name__ == "module":
-        continue
-    try:
-        _out[_k] = _json.loads(_json.dumps(_plain(_v)))
-    except (TypeError, ValueError):
-        pass
-print("ANSWERS" + _json.dumps(_out))
-"""
+from test_assignments import DUMP  # noqa: E402 - the cell that prints every answer, as that file runs it
+
 
 
 @pytest.fixture(scope="module")
