@@ -25,6 +25,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]  # rmteach/
 REPO_COURSE = PACKAGE_DIR.parent / "assignments"
 #: per-submission outcome of the last grading run, read by :func:`rmteach.grading.gradebook.grade_rows`
 STATUS_FILE = "autograde_status.json"
+#: the course's gradebook when nothing else is configured: ``COURSE/gradebook.db`` (SQLite)
+GRADEBOOK_FILE = "gradebook.db"
 
 
 class GradingError(RuntimeError):
@@ -101,6 +103,11 @@ def _course_config(course: Path):
     from traitlets.config.loader import PyFileConfigLoader
 
     return PyFileConfigLoader("nbgrader_config.py", path=str(Path(course).resolve())).load_config()
+
+
+def gradebook_url(course: Path) -> str:
+    """The SQLAlchemy URL of the course's gradebook: ``sqlite:///COURSE/gradebook.db``."""
+    return f"sqlite:///{Path(course).resolve() / GRADEBOOK_FILE}"
 
 
 def submitted_pairs(course: Path) -> list[tuple[str, str]]:

@@ -24,10 +24,25 @@ GRADE_COLUMNS = [
 DB_BUSY_TIMEOUT = 120
 
 
-def auto_scores(db: Path, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
+def busy_url(url: str) -> str:
+    """``url`` as the graders open it: an SQLite gradebook waits up to :data:`DB_BUSY_TIMEOUT` s for its lock."""
+    if url.startswith("sqlite:///") and "timeout=" not in url:
+        return f"{url}{'&' if '?' in url else '?'}timeout={DB_BUSY_TIMEOUT}"
+    return url
+
+
+def gradebook_exists(url: str) -> bool:
+    """Whether the gradebook at ``url`` has been created (by ``make assignments``)."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):].split("?", 1)[0]).exists()
+    return True
+
+
+def auto_scores(url: str, student: str, assignment: str) -> tuple[Optional[float], Optional[float]]:
     """(autograded points, autograded maximum) of one submission, read straight from SQLite."""
     import sqlite3
 
+    db = url[len("sqlite:///"):].split("?", 1)[0]
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=DB_BUSY_TIMEOUT)
     try:
         row = con.execute(

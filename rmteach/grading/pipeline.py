@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from rmteach.grading.course import (
-    GradingError, _course_config, _nbgrader_env, _write_statuses, read_statuses, submitted_pairs,
+    GradingError, _course_config, _nbgrader_env, _write_statuses, gradebook_url, read_statuses, submitted_pairs,
 )
-from rmteach.grading.gradebook import DB_BUSY_TIMEOUT
+from rmteach.grading.gradebook import busy_url, gradebook_exists
 
 #: per-submission outcome of the last grading run, read by :func:`grade_rows`
 STATUS_FILE = "autograde_status.json"
@@ -315,7 +315,7 @@ def _register(course: Path, jobs: Sequence[tuple[str, str]]) -> set[str]:
     return the assignments the gradebook knows (released ones)."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}?timeout={DB_BUSY_TIMEOUT}") as gb:
+    with Gradebook(busy_url(gradebook_url(course))) as gb:
         for student in sorted({s for s, _ in jobs}):
             gb.update_or_create_student(student)
         return {a.name for a in gb.assignments}
@@ -353,8 +353,8 @@ def autograde(course: Path, force: bool = False, workers: Optional[int] = None, 
     if not pairs:
         log(f"nothing to grade: no submissions in {course / 'submitted'}/<student>/<assignment>/")
         return []
-    if not (course / "gradebook.db").exists():
-        raise GradingError(f"course: {course} has no gradebook.db yet (run make assignments first)")
+    if not gradebook_exists(gradebook_url(course)):
+        raise GradingError(f"course: {course} has no gradebook yet (run make assignments first)")
     known = _register(course, pairs)
     results: list[JobResult] = []
     jobs: list[tuple[str, str]] = []

@@ -23,8 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from rmteach.grading.course import _course_config, _nbgrader_env
-from rmteach.grading.gradebook import DB_BUSY_TIMEOUT, auto_scores
+from rmteach.grading.course import _course_config, _nbgrader_env, gradebook_url
+from rmteach.grading.gradebook import auto_scores, busy_url
 from rmteach.grading.pipeline import SANDBOX_ENV
 
 _WORKER: dict = {}
@@ -76,7 +76,7 @@ def _worker_setup(course: str, work_root: str, mode: str, log_path: Optional[str
 
     cfg = _course_config(Path(course))
     cfg.CourseDirectory.root = course
-    cfg.CourseDirectory.db_url = f"sqlite:///{Path(course) / 'gradebook.db'}?timeout={DB_BUSY_TIMEOUT}"
+    cfg.CourseDirectory.db_url = busy_url(gradebook_url(Path(course)))
     # nbgrader reads submissions from the working copies, never from the course's submitted/
     cfg.CourseDirectory.submitted_directory = work_root
     _WORKER.update(course=Path(course), work_root=Path(work_root), api=NbGraderAPI(config=cfg),
@@ -162,7 +162,7 @@ def _grade_job(student: str, assignment: str) -> dict:
         for line in text.splitlines():
             if "No submitted file" in line:
                 out["notes"].append(f"missing notebook {Path(line.split(':', 1)[-1].strip()).name}: 0 points for it")
-        out["auto_score"], out["auto_max"] = auto_scores(course / "gradebook.db", student, assignment)
+        out["auto_score"], out["auto_max"] = auto_scores(_WORKER["db_url"], student, assignment)
         out["status"] = "graded"
         return out
     except Exception as exc:  # never let one submission take the worker down
