@@ -5,7 +5,7 @@ The Makefile calls::
     python -m rmteach.grading assignments [--course DIR]   # validate sources, release, validate --invert
     python -m rmteach.grading autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|user|off]
     python -m rmteach.grading feedback    [--course DIR]
-    python -m rmteach.grading grades      [--course DIR] [--csv FILE]
+    python -m rmteach.grading grades      [--course DIR] [--csv FILE] [--lms-map FILE] [--canvas FILE] [--moodle FILE]
     python -m rmteach.grading demo        [--keep DIR] [--sandbox MODE]  # three made-up students, whole pipeline
 """
 
@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 from rmteach.grading.course import REPO_COURSE, STATUS_FILE, GradingError, course_assignments
 from rmteach.grading.demo import demo
 from rmteach.grading.gradebook import format_table, grade_rows, write_csv
+from rmteach.grading.lms import CANVAS_FILE, MAPPING_FILE, MOODLE_FILE, export_lms
 from rmteach.grading.pipeline import JOB_TIMEOUT, SANDBOX_ENV, SANDBOX_MODES, autograde
 from rmteach.grading.release import generate_assignments, generate_feedback
 
@@ -65,6 +66,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            help="seconds one submission may take before it is stopped and recorded as failed")
         if name == "grades":
             p.add_argument("--csv", type=Path, default=None, help="CSV path (default: COURSE/grades.csv)")
+            p.add_argument("--lms-map", type=Path, default=None,
+                           help=f"nbgrader student -> LMS ids (default: COURSE/{MAPPING_FILE}; if it exists, "
+                                f"the Canvas and Moodle import files are written too)")
+            p.add_argument("--canvas", type=Path, default=None, help=f"Canvas import file (default: COURSE/{CANVAS_FILE})")
+            p.add_argument("--moodle", type=Path, default=None, help=f"Moodle import file (default: COURSE/{MOODLE_FILE})")
     p = sub.add_parser("demo", help="the whole workflow for three made-up students, in a temporary course copy")
     p.add_argument("--keep", type=Path, default=None, help="build the course copy here (an empty or new folder) and keep it")
     p.add_argument("--sandbox", choices=SANDBOX_MODES, default=None,
@@ -95,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             path = write_csv(rows, args.csv or args.course / "grades.csv")
             print(format_table(rows))
             print(f"CSV: {path}")
+            export_lms(rows, args.lms_map or args.course / MAPPING_FILE, args.canvas or args.course / CANVAS_FILE,
+                       args.moodle or args.course / MOODLE_FILE, required=args.lms_map is not None)
         elif args.command == "demo":
             return demo(args.keep, sandbox=args.sandbox)
     except GradingError as exc:
