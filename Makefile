@@ -9,7 +9,8 @@
 #                     in parallel (WORKERS=n), student kernels sandboxed (SANDBOX=auto|require|user|off;
 #                     no sandbox: grading stops; SANDBOX=off grades unsandboxed, on purpose)
 #   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
-#   make grades       print the grade table, write assignments/grades.csv
+#   make grades       print the grade table, write assignments/grades.csv, and with assignments/lms_students.csv
+#                     also the Canvas and Moodle import files grades-canvas.csv, grades-moodle.csv (LMS_MAP=file)
 #   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
 # Teaching a class (root; deploy/README.md):
 #   make hub          a demo JupyterHub on 127.0.0.1:$(HUB_PORT) with nbgrader's exchange, an instructor and
@@ -80,7 +81,7 @@ feedback: $(STAMP)
 	$(PY) -m rmteach.grading feedback --course $(COURSE)
 
 grades: $(STAMP)
-	$(PY) -m rmteach.grading grades --course $(COURSE)
+	$(PY) -m rmteach.grading grades --course $(COURSE) $(if $(LMS_MAP),--lms-map $(LMS_MAP))
 
 grade-demo: $(STAMP)
 	$(PY) -m rmteach.grading demo --sandbox $(SANDBOX)
