@@ -6,6 +6,7 @@ The Makefile calls::
     python -m rmteach.grading autograde   [--course DIR] [--force] [--workers N] [--sandbox auto|require|user|off]
     python -m rmteach.grading feedback    [--course DIR]
     python -m rmteach.grading grades      [--course DIR] [--csv FILE] [--lms-map FILE] [--canvas FILE] [--moodle FILE]
+    python -m rmteach.grading report      [--course DIR] [--out FILE]  # the class report, HTML, instructors only
     python -m rmteach.grading demo        [--keep DIR] [--sandbox MODE]  # three made-up students, whole pipeline
 """
 
@@ -22,6 +23,7 @@ from rmteach.grading.gradebook import format_table, grade_rows, write_csv
 from rmteach.grading.lms import CANVAS_FILE, MAPPING_FILE, MOODLE_FILE, export_lms
 from rmteach.grading.pipeline import JOB_TIMEOUT, SANDBOX_ENV, SANDBOX_MODES, autograde
 from rmteach.grading.release import generate_assignments, generate_feedback
+from rmteach.grading.report import REPORT_FILE, write_report
 
 
 def _course_arg(value: str) -> Path:
@@ -71,6 +73,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 f"the Canvas and Moodle import files are written too)")
             p.add_argument("--canvas", type=Path, default=None, help=f"Canvas import file (default: COURSE/{CANVAS_FILE})")
             p.add_argument("--moodle", type=Path, default=None, help=f"Moodle import file (default: COURSE/{MOODLE_FILE})")
+    p = sub.add_parser("report", help="the class report for instructors: one HTML page (scores, cells, choices, "
+                                      "failures, grading time)")
+    p.add_argument("--course", type=_course_arg, default=str(REPO_COURSE), help="course directory (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help=f"HTML path (default: COURSE/{REPORT_FILE}; mode 0600)")
     p = sub.add_parser("demo", help="the whole workflow for three made-up students, in a temporary course copy")
     p.add_argument("--keep", type=Path, default=None, help="build the course copy here (an empty or new folder) and keep it")
     p.add_argument("--sandbox", choices=SANDBOX_MODES, default=None,
@@ -103,6 +109,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"CSV: {path}")
             export_lms(rows, args.lms_map or args.course / MAPPING_FILE, args.canvas or args.course / CANVAS_FILE,
                        args.moodle or args.course / MOODLE_FILE, required=args.lms_map is not None)
+        elif args.command == "report":
+            path = write_report(args.course, args.out)
+            print(f"report: {path} (for instructors only: it names students; mode 0600)")
         elif args.command == "demo":
             return demo(args.keep, sandbox=args.sandbox)
     except GradingError as exc:
