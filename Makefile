@@ -11,6 +11,7 @@
 #   make feedback     HTML feedback (no hidden tests) in assignments/feedback/
 #   make grades       print the grade table, write assignments/grades.csv, and with assignments/lms_students.csv
 #                     also the Canvas and Moodle import files grades-canvas.csv, grades-moodle.csv (LMS_MAP=file)
+#   make report       the class report for instructors: assignments/report.html (mode 0600; it names students)
 #   make grade-demo   the whole workflow for three made-up students, in a temporary course copy
 # Teaching a class (root; deploy/README.md):
 #   make hub          a demo JupyterHub on 127.0.0.1:$(HUB_PORT) with nbgrader's exchange, an instructor and
@@ -30,7 +31,7 @@ COURSE ?= assignments
 WORKERS ?=
 SANDBOX ?= $(or $(RMTEACH_SANDBOX),auto)
 
-.PHONY: install lab explore test bench clean assignments autograde feedback grades grade-demo hub hub-down
+.PHONY: install lab explore test bench clean assignments autograde feedback grades report grade-demo hub hub-down
 
 install: $(STAMP)
 
@@ -82,6 +83,9 @@ feedback: $(STAMP)
 
 grades: $(STAMP)
 	$(PY) -m rmteach.grading grades --course $(COURSE) $(if $(LMS_MAP),--lms-map $(LMS_MAP))
+
+report: $(STAMP)
+	$(PY) -m rmteach.grading report --course $(COURSE)
 
 grade-demo: $(STAMP)
 	$(PY) -m rmteach.grading demo --sandbox $(SANDBOX)
