@@ -6,19 +6,23 @@ the LMS's ids and logins, :data:`MAPPING_COLUMNS`); :func:`canvas_table` and
 LMS's import expects; :func:`write_canvas` and :func:`write_moodle` write them;
 :func:`export_lms` is what ``make grades`` runs.
 
-Canvas (*Grades → Import*), following Instructure's guide "How do I import grades in
-the Gradebook?" (https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807)
-and the importer it describes (canvas-lms ``app/models/gradebook_importer.rb``): a header
+Canvas (*Grades → Import*), following the Canvas Instructor Guide's "How do I import grades
+in the Gradebook?" as Ohio State's Canvas guide restates it
+(https://teaching.resources.osu.edu/toolsets/carmencanvas/guides/calculating-final-grades/import-csv-file-carmen-grades)
+and Canvas's importer (https://github.com/instructure/canvas-lms, ``app/models/gradebook_importer.rb``): a header
 ``Student, ID, SIS User ID, SIS Login ID, Section`` then one column per assignment
 (``Title`` or ``Title (canvas assignment id)``), a ``Points Possible`` row, one row per
 student.  Canvas finds the student by ``ID``, else ``SIS User ID``, else ``SIS Login
-ID``; an empty cell is "no score" (it sets nothing); ``EX`` would excuse (never written
-here: excusing is the instructor's decision).
+ID``; an empty cell is "no score" (where Canvas has no grade it changes nothing; where it
+has one, its review page shows the change before saving); ``EX`` would excuse (never
+written here: excusing is the instructor's decision).
 
 Moodle (*Grades → Import → CSV file*), following MoodleDocs "Grade import"
-(https://docs.moodle.org/405/en/Grade_import) and its importer (``grade/import/csv/classes/load_data.php``):
-one identifier column, which the instructor maps in *Identify user by* (*Map from* this
-column, *Map to* ``username``, ``useremail`` or ``useridnumber``), one column per grade
+(https://docs.moodle.org/405/en/Grade_import) and its importer (https://github.com/moodle/moodle,
+``grade/import/csv/classes/load_data.php``):
+identifier columns (``Username``, ``Email address``, ``ID number``), one of which the
+instructor maps in *Identify user by* (*Map from* it, *Map to* ``username``, ``useremail``
+or ``useridnumber``), one column per grade
 item and a feedback column each (mapped to *Feedback for ...*).  No points row: the
 maximum is the grade item's.  ``-`` is Moodle's "no grade" (an empty cell is "no grade"
 only for an existing grade item; for a new one ``-`` alone skips the cell), so ``-`` it is.
@@ -131,8 +135,8 @@ def read_mapping(path: Path) -> LmsMapping:
             value = values.get(column, "")
             if value and (column, value) in seen:
                 other, other_line = seen[(column, value)]
-                raise GradingError(f"{path}, line {number}: {column} {value!r} of {student!r} is already "
-                                   f"{other!r}'s (line {other_line}); one LMS user would get both grades")
+                raise GradingError(f"{path}, line {number}: {column} {value!r} of {student!r} is also given to "
+                                   f"{other!r} (line {other_line}): one LMS user would get both students' grades")
             if value:
                 seen[(column, value)] = (student, number)
         students[student] = LmsStudent(student=student, line=number, ids=values)
