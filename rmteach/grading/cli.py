@@ -51,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("assignments", "validate every source notebook, generate release/, validate --invert the release"),
         ("autograde", "autograde everything under submitted/<student>/<assignment>/"),
         ("feedback", "HTML feedback for every autograded submission (feedback/)"),
-        ("grades", "print the grade table and write the CSV"),
+        ("grades", "print the grade table, write the CSV (and, given COURSE/lms_students.csv, Canvas and Moodle import files)"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--course", type=_course_arg, default=str(REPO_COURSE), help="course directory (default: %(default)s)")
