@@ -36,7 +36,8 @@ ROWS = [
     row("cy", A1, status="failed: preference_probability.ipynb is not valid JSON (line 1)"),
     row("dee", A1, status="not submitted"), row("eve", A1, status="needs manual grading", auto=10.0, pending=2.0),
     row("fay", A1, status="not autograded"),
-    *[row(s, A2, auto=20.0, auto_max=27.0, late=(3.0 if s == "ada" else 0.0)) for s in ("ada", "ben", "cy", "dee", "eve", "fay")],
+    *[row(s, A2, auto=20.0, auto_max=27.0, late=(3.0 if s == "ada" else 0.0))
+      for s in ("ada", "ben", "cy", "dee", "eve", "fay")],
 ]
 
 MAPPING = """student,name,canvas_id,sis_user_id,sis_login_id,section,moodle_username,moodle_email
@@ -145,7 +146,8 @@ def test_canvas_layout_header_points_possible_and_one_row_per_student(mapping):
     table = lms.canvas_table(ROWS, mapping)
     assert table[0] == [*CANVAS_HEAD, A1, A2]
     assert table[1] == ["Points Possible", "", "", "", "", "12", "29"]
-    assert [line[0] for line in table[2:]] == ["Lovelace, Ada", 'Chevy "The Man" Chase', "Cy Young", "Dee", "Eve", "Fay"]
+    names = [line[0] for line in table[2:]]
+    assert names == ["Lovelace, Ada", 'Chevy "The Man" Chase', "Cy Young", "Dee", "Eve", "Fay"]
     assert all(len(line) == len(table[0]) for line in table)
     rows = by_student(table[2:])
     assert rows["Lovelace, Ada"][:5] == ["Lovelace, Ada", "101", "S001", "ada.l", "Section A"]
@@ -196,7 +198,8 @@ def test_moodle_layout_identifier_columns_then_a_grade_and_a_feedback_column_per
 
 def test_moodle_a_real_zero_is_0_and_no_final_grade_is_a_dash_with_the_reason_as_feedback(mapping):
     rows = by_student(lms.moodle_table(ROWS, mapping)[1:])
-    assert rows["alovelace"][2:] == ["9", "autograded 7.5/10, written 1.5/2", "17", "autograded 20/27, written 0/2, late penalty -3"]
+    assert rows["alovelace"][2:] == ["9", "autograded 7.5/10, written 1.5/2",
+                                     "17", "autograded 20/27, written 0/2, late penalty -3"]
     assert rows["bchase"][2:4] == ["0", "autograded 0/10, written 0/2"]
     failed = "could not be graded (failed: preference_probability.ipynb is not valid JSON (line 1)); not a 0"
     assert rows["cyoung"][2:4] == ["-", failed]
@@ -307,7 +310,8 @@ def test_make_grades_writes_both_lms_files_from_a_real_gradebook(graded_course, 
     assert len(assignments) == 6
     canvas = read_back(course / "grades-canvas.csv")
     assert canvas[0] == [*CANVAS_HEAD, *assignments]
-    assert canvas[1] == ["Points Possible", "", "", "", "", *[lms._number(rows[("ada", a)]["max_score"]) for a in assignments]]
+    points = [lms._number(rows[("ada", a)]["max_score"]) for a in assignments]
+    assert canvas[1] == ["Points Possible", "", "", "", "", *points]
     assert canvas[1][5:] == ["12", "29", "16", "33", "40", "25"]  # the course's points (autograded + written)
     c = by_student(canvas[2:], column=1)
     assert c["102"][0] == "Franklin, Ben" and c["102"][5:] == ["0"] * 6  # the untouched release: real zeros

@@ -51,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ("assignments", "validate every source notebook, generate release/, validate --invert the release"),
         ("autograde", "autograde everything under submitted/<student>/<assignment>/"),
         ("feedback", "HTML feedback for every autograded submission (feedback/)"),
-        ("grades", "print the grade table, write the CSV (and, given COURSE/lms_students.csv, Canvas and Moodle import files)"),
+        ("grades", "print the grade table, write the CSV (given COURSE/lms_students.csv, also Canvas and Moodle's)"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--course", type=_course_arg, default=str(REPO_COURSE), help="course directory (default: %(default)s)")
@@ -71,8 +71,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.add_argument("--lms-map", type=Path, default=None,
                            help=f"nbgrader student -> LMS ids (default: COURSE/{MAPPING_FILE}; if it exists, "
                                 f"the Canvas and Moodle import files are written too)")
-            p.add_argument("--canvas", type=Path, default=None, help=f"Canvas import file (default: COURSE/{CANVAS_FILE})")
-            p.add_argument("--moodle", type=Path, default=None, help=f"Moodle import file (default: COURSE/{MOODLE_FILE})")
+            p.add_argument("--canvas", type=Path, default=None,
+                           help=f"Canvas import file (default: COURSE/{CANVAS_FILE})")
+            p.add_argument("--moodle", type=Path, default=None,
+                           help=f"Moodle import file (default: COURSE/{MOODLE_FILE})")
     p = sub.add_parser("report", help="the class report for instructors: one HTML page (scores, cells, choices, "
                                       "failures, grading time)")
     p.add_argument("--course", type=_course_arg, default=str(REPO_COURSE), help="course directory (default: %(default)s)")

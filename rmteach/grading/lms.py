@@ -130,7 +130,8 @@ def read_mapping(path: Path) -> LmsMapping:
         if not student:
             raise GradingError(f"{path}, line {number}: empty 'student' (the nbgrader student id)")
         if student in students:
-            raise GradingError(f"{path}, line {number}: student {student!r} again (first on line {students[student].line})")
+            raise GradingError(f"{path}, line {number}: student {student!r} again "
+                               f"(first on line {students[student].line})")
         for column in (*CANVAS_ID_COLUMNS, *MOODLE_ID_COLUMNS):
             value = values.get(column, "")
             if value and (column, value) in seen:
@@ -352,8 +353,8 @@ def export_lms(rows: Sequence[dict], mapping_path: Path, canvas: Path | None, mo
                            f"or {', '.join(MOODLE_ID_COLUMNS)} (Moodle)")
     written = [_write(table, path) for _, path, table in tables]
     for (lms, path, _), _path in zip(tables, written):
-        how = ("Grades > Import" if lms == "Canvas" else
-               f"Grades > Import > CSV file; Map from {', '.join(MOODLE_ID_COLUMNS[c][0] for c in moodle_id_columns(mapping))}")
+        id_headers = ", ".join(MOODLE_ID_COLUMNS[c][0] for c in moodle_id_columns(mapping))
+        how = "Grades > Import" if lms == "Canvas" else f"Grades > Import > CSV file; Map from {id_headers}"
         log(f"{lms}: {path} ({how})")
     for line in skipped:
         log(line)
