@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import functools
 import html
 import io
 import json
@@ -95,7 +96,9 @@ def _cell_source(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else str(src)
 
 
+@functools.lru_cache(maxsize=512)
 def _parse(source: str) -> Optional[ast.Module]:
+    """The cell's syntax tree (cached: every choice question reads the same cells; never changed), or None."""
     try:
         return ast.parse(source)
     except (SyntaxError, ValueError):
@@ -170,9 +173,6 @@ def _binds(node: ast.AST, name: str) -> bool:
     return False
 
 
-_UNREADABLE = object()
-
-
 def read_answer(cells: Iterable[str], name: str) -> tuple[Any, str, str]:
     """The value the code cells ``cells`` leave in ``name``, read without running them.
 
@@ -183,14 +183,17 @@ def read_answer(cells: Iterable[str], name: str) -> tuple[Any, str, str]:
     """
     state: tuple[Any, str, str] = (None, "no answer", "")
     for source in cells:
+        if name not in source:  # a cell that never names it cannot bind it
+            continue
         tree = _parse(source)
+        lines = source.splitlines()
         if tree is None:
-            lines = [line for line in source.splitlines() if re.match(rf"\s*{re.escape(name)}\b", line)]
-            if lines:
-                state = (None, "a cell that binds it does not parse", lines[-1])
+            binding = [line for line in lines if re.match(rf"\s*{re.escape(name)}\b", line)]
+            if binding:
+                state = (None, "a cell that binds it does not parse", _first_line(binding[-1]))
             continue
         for stmt in tree.body:
-            line = _first_line(ast.get_source_segment(source, stmt) or "")
+            line = _first_line(lines[stmt.lineno - 1] if 0 < stmt.lineno <= len(lines) else "")
             if (isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name)
                     and stmt.targets[0].id == name):
                 try:
@@ -559,15 +562,13 @@ def _score_figure(assignments: list[dict]) -> str:
         widths = [edges[j + 1] - edges[j] for j in range(len(counts))]
         ax.bar(edges[:-1], counts, width=widths, align="edge", color="#4a7ebb", edgecolor="white")
         ax.set_xlim(0, edges[-1])
-        ax.set_ylim(0, max(counts + [1]) * 1.7)
+        ax.set_ylim(0, max(counts + [1]) * 1.35)
         ax.yaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(a["name"], fontsize=10)
+        c = a["counts"]
+        ax.set_title(f"{a['name']}\n{c['graded'] + c['needs manual grading']} graded · {c['failed']} failed · "
+                     f"{c['not submitted']} not submitted", fontsize=9)
         ax.set_xlabel(f"total score (of {_num(a['max_score'])})", fontsize=9)
         ax.set_ylabel("submissions", fontsize=9)
-        c = a["counts"]
-        ax.text(0.02, 0.97, f"graded {c['graded'] + c['needs manual grading']}, failed {c['failed']},\n"
-                            f"not submitted {c['not submitted']}", transform=ax.transAxes, va="top", fontsize=8,
-                color="#444")
         if a["mean"] is not None:
             ax.axvline(a["mean"], color="#d9534f", lw=1.5, label=f"mean {_num(a['mean'])}")
             ax.axvline(a["median"], color="#333", lw=1.2, ls="--", label=f"median {_num(a['median'])}")
