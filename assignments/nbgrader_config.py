@@ -10,6 +10,22 @@ c.CourseDirectory.course_id = "rmteach"
 # Assignment folders are source/<assignment>/; release/, submitted/<student>/<assignment>/,
 # autograded/, feedback/ and gradebook.db are generated here (and ignored by git).
 
+# --- the gradebook -------------------------------------------------------------
+# SQLite gradebook.db in this folder, or the database of $RMTEACH_GRADEBOOK_URL when it is
+# set (PostgreSQL, for several graders at once: see README.md). rmteach.grading.course.gradebook_url
+# is the one place the URL comes from, for make and for plain nbgrader / the formgrader alike;
+# set the variable, not db_url here.
+import os as _os  # noqa: E402
+import sys as _sys  # noqa: E402
+
+from rmteach.grading.course import gradebook_url as _gradebook_url  # noqa: E402
+
+try:
+    c.CourseDirectory.db_url = _gradebook_url(_os.path.dirname(_os.path.abspath(__file__)))
+except Exception as _exc:  # an unusable URL: say why (password masked), and never fall back on another gradebook
+    print(f"rmteach nbgrader_config.py: {_exc}", file=_sys.stderr)
+    c.CourseDirectory.db_url = "rmteach_unusable_gradebook_url://see-the-error-above"
+
 # --- executing notebooks (validate and autograde) ---------------------------
 # Every cell gets at most this many seconds; an infinite loop costs its cell, not the run.
 c.Execute.timeout = 60
@@ -74,8 +90,6 @@ c.GenerateFeedback.preprocessors = [
 # wall-clock time. RMTEACH_SANDBOX (make autograde SANDBOX=...) chooses: "auto"
 # (sandbox when available; `make autograde` says loudly when it is not), "require"
 # (refuse to grade unsandboxed) or "off". Plain `nbgrader autograde` gets it too.
-import os as _os  # noqa: E402
-
 from rmteach.grading.sandbox import configure_nbgrader as _configure_sandbox  # noqa: E402
 
 _sandbox_mode = _os.environ.get("RMTEACH_SANDBOX", "auto").strip().lower() or "auto"
@@ -83,6 +97,4 @@ _sandboxed, _sandbox_message = _configure_sandbox(
     c, course_root=_os.path.dirname(_os.path.abspath(__file__)), mode=_sandbox_mode
 )
 if not _sandboxed and _sandbox_mode != "off":
-    import sys as _sys
-
     print(f"rmteach nbgrader_config.py: {_sandbox_message}", file=_sys.stderr)

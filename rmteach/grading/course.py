@@ -2,7 +2,8 @@ r"""The course directory: its files, nbgrader run in it, its config and its grad
 
 An nbgrader course directory holds ``nbgrader_config.py``, ``source/<assignment>/``
 and what nbgrader generates (``release/``, ``submitted/<student>/<assignment>/``,
-``autograded/``, ``feedback/``, ``gradebook.db``); :data:`STATUS_FILE` records the
+``autograded/``, ``feedback/``, and the gradebook: ``gradebook.db``, or the PostgreSQL
+database of ``$RMTEACH_GRADEBOOK_URL``, see :func:`gradebook_url`); :data:`STATUS_FILE` records the
 outcome of the last grading run of each submission.  The course this repository
 ships is :data:`REPO_COURSE` (``assignments/``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +29,8 @@ REPO_COURSE = PACKAGE_DIR.parent / "assignments"
 STATUS_FILE = "autograde_status.json"
 #: the course's gradebook when nothing else is configured: ``COURSE/gradebook.db`` (SQLite)
 GRADEBOOK_FILE = "gradebook.db"
+#: the environment variable that holds the gradebook's URL when it is not the SQLite file (PostgreSQL)
+GRADEBOOK_URL_ENV = "RMTEACH_GRADEBOOK_URL"
 
 
 class GradingError(RuntimeError):
@@ -95,6 +99,8 @@ def run_nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.Com
     proc = subprocess.run(cmd, cwd=course, env=_nbgrader_env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        if os.environ.get(GRADEBOOK_URL_ENV, "").strip():  # never a password in an error
+            tail = mask_secrets(tail, os.environ[GRADEBOOK_URL_ENV].strip())
         raise GradingError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
     return proc
 
@@ -105,9 +111,61 @@ def _course_config(course: Path):
     return PyFileConfigLoader("nbgrader_config.py", path=str(Path(course).resolve())).load_config()
 
 
+def mask_url(url: str) -> str:
+    """``url`` fit for a log or an error: its password replaced by ``***``.
+
+    ``postgresql+psycopg://grader:s3cret@db.example/rmteach`` becomes
+    ``postgresql+psycopg://grader:***@db.example/rmteach``; a ``password=`` query
+    parameter is masked too, and so is a string that is not a valid URL.
+    """
+    url = str(url)
+    if "://" not in url and "@" in url:  # not a URL: whatever stands before the @ may be a password
+        return "***@" + url.rsplit("@", 1)[1]
+    url = re.sub(r"(://[^/?#@:]*:)[^/?#@]*@", r"\1***@", url)
+    return re.sub(r"([?&](?:password|passwd)=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def mask_secrets(text: str, url: str) -> str:
+    """``text`` with ``url`` masked and its password (if any) replaced by ``***`` wherever it appears."""
+    text = str(text).replace(str(url), mask_url(url))
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # not a URL SQLAlchemy reads: mask_url already did what it can
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def check_gradebook_url(url: str) -> str:
+    """``url`` if SQLAlchemy can read it and has its database driver, else :class:`GradingError` naming it (masked)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception as exc:
+        why = mask_secrets(f"{type(exc).__name__}: {exc}", url)
+        raise GradingError(
+            f"gradebook URL {mask_url(url)!r} (from ${GRADEBOOK_URL_ENV}) is not usable: {why}. "
+            "Expected e.g. postgresql+psycopg://USER:PASSWORD@HOST/DATABASE or sqlite:////path/gradebook.db"
+        ) from None
+    return url
+
+
 def gradebook_url(course: Path) -> str:
-    """The SQLAlchemy URL of the course's gradebook: ``sqlite:///COURSE/gradebook.db``."""
-    return f"sqlite:///{Path(course).resolve() / GRADEBOOK_FILE}"
+    """The SQLAlchemy URL of the course's gradebook, the one place it comes from.
+
+    ``$RMTEACH_GRADEBOOK_URL`` (:data:`GRADEBOOK_URL_ENV`) when it is set and not
+    empty, e.g. ``postgresql+psycopg://grader:PASSWORD@/rmteach?host=/run/postgresql``;
+    else ``sqlite:///COURSE/gradebook.db``.  The course's ``nbgrader_config.py`` sets
+    ``c.CourseDirectory.db_url`` from this function, so plain ``nbgrader`` commands
+    and the formgrader open the same database as ``make``.  An unreadable URL raises
+    :class:`GradingError` naming it with its password masked.
+    """
+    url = os.environ.get(GRADEBOOK_URL_ENV, "").strip()
+    if not url:
+        return f"sqlite:///{Path(course).resolve() / GRADEBOOK_FILE}"
+    return check_gradebook_url(url)
 
 
 def submitted_pairs(course: Path) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rmteach.grading.course import (
-    GradingError, _course_config, _nbgrader_env, _notebooks, course_assignments, run_nbgrader,
+    GradingError, _course_config, _nbgrader_env, _notebooks, course_assignments, gradebook_url, run_nbgrader,
 )
 
 
@@ -55,7 +55,9 @@ def validate_notebook(path: Path, invert: bool = False, course: Optional[Path] =
 def generate_assignments(course: Path, assignments: Optional[Sequence[str]] = None, validate: bool = True, log=print) -> None:
     """``make assignments``: validate each source notebook, release it, validate --invert the release.
 
-    Raises :class:`GradingError` naming every notebook that failed a check.
+    Creates the gradebook (:func:`rmteach.grading.course.gradebook_url`: SQLite, or the
+    PostgreSQL database of ``$RMTEACH_GRADEBOOK_URL``, which must exist; nbgrader makes
+    its tables) and records every assignment in it.  Raises :class:`GradingError` naming every notebook that failed a check.
     """
     course = Path(course).resolve()
     names = list(assignments or course_assignments(course))
@@ -70,9 +72,16 @@ def generate_assignments(course: Path, assignments: Optional[Sequence[str]] = No
                 label = "validate --invert" if invert else "validate"
                 log(f"{label:17} {folder}/{name}/{nb.name}: {'OK' if not bad else 'FAILED'} ({time.monotonic() - t0:.1f} s)")
 
+    url = gradebook_url(course)
+    if not url.startswith("sqlite:"):  # a database server: say so now if it does not answer, not after validating
+        from rmteach.grading.gradebook import gradebook_exists
+
+        gradebook_exists(url)
     if validate:
         check("source", invert=False)
-    # one nbgrader process for all of them (an assignment id may be a glob)
+    # one nbgrader process for all of them (an assignment id may be a glob); it creates the
+    # gradebook (its tables, and alembic's version: nbgrader runs `alembic` from PATH, which
+    # _nbgrader_env starts with this Python's bin/) in SQLite or PostgreSQL
     for pattern in (["*"] if assignments is None else names):
         run_nbgrader(course, "generate_assignment", pattern, "--force")
     log(f"generate          release/<assignment>/ for {', '.join(names)}")

@@ -420,9 +420,11 @@ def cell_report(course: Path, student: str, assignment: str) -> list[str]:
     """
     from nbgrader.api import Gradebook, MissingEntry
 
+    from rmteach.grading.course import gradebook_url
+
     course = Path(course)
     lines: list[str] = []
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(course)) as gb:
         try:
             sub = gb.find_submission(assignment, student)
         except MissingEntry:
