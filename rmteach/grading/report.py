@@ -622,7 +622,17 @@ def _students(names: Iterable[str]) -> str:
 
 
 def render_report(data: dict) -> str:
-    """The HTML page of :func:`gather_report`'s data: self-contained (inline CSS and PNG plots), every string escaped."""
+    """The HTML page of :func:`gather_report`'s data: self-contained (inline CSS and PNG plots), every string escaped.
+
+    Plot labels are drawn as plain text (no mathtext: a ``$`` in a name is a dollar sign).
+    """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render(data)
+
+
+def _render(data: dict) -> str:
     out = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="robots" content="noindex">', "<title>Class report (instructors only)</title>",
@@ -690,6 +700,7 @@ def render_report(data: dict) -> str:
             if q["unreadable"]:
                 extra.append(f"unreadable: {len(q['unreadable'])} (" + "; ".join(
                     f"{_e(u['student'])}: {_e(u['why'])}" + (f" <code>{_e(u['text'])}</code>" if u["text"] else "")
+                    + (" – got the points, counted right" if u["student"] in q["right_students"] else "")
                     for u in q["unreadable"]) + ")")
             if q["wrong_sets"]:
                 extra.append("wrong (the key is computed, so the wrong options are not known): " + "; ".join(
@@ -724,9 +735,9 @@ def render_report(data: dict) -> str:
                    "the next <code>make autograde</code> tries them again).</p>")
         out.append("<table><tr><th>student</th><th>assignment</th><th>why</th><th>when</th><th>end of the log</th></tr>")
         for f in data["failed"]:
-            log = "<br>".join(_e(line) for line in f["log_tail"])
+            log = f"<code>{'<br>'.join(_e(line) for line in f['log_tail'])}</code>" if f["log_tail"] else "–"
             out.append(f"<tr><td>{_e(f['student'])}</td><td>{_e(f['assignment'])}</td><td>{_e(f['reason'])}</td>"
-                       f"<td>{_e(f['when'])}</td><td><code>{log}</code></td></tr>")
+                       f"<td>{_e(f['when'])}</td><td>{log}</td></tr>")
         out.append("</table>")
 
     t = data["timing"]
