@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from rmteach.grading.course import GradingError, _meta, read_statuses
-from rmteach.grading.gradebook import grade_rows
+from rmteach.grading.course import GradingError, _meta, gradebook_url, mask_secrets, mask_url, read_statuses
+from rmteach.grading.gradebook import grade_rows, gradebook_exists
 
 #: the page's default name, in the course directory
 REPORT_FILE = "report.html"
@@ -54,30 +54,19 @@ SLOWEST = 5
 GRADED = ("graded", "needs manual grading")
 
 
-def _gradebook_url(course: Path) -> str:
-    """The gradebook's SQLAlchemy URL: the one place this module decides it.
-
-    The course's own :func:`rmteach.grading.course.gradebook_url` (configurable) where
-    it exists, else ``sqlite:///COURSE/gradebook.db``.
-    """
-    try:
-        from rmteach.grading.course import gradebook_url
-    except ImportError:  # a course module from before the URL was configurable
-        return f"sqlite:///{course / 'gradebook.db'}"
-    return gradebook_url(course)
-
-
 def _open_gradebook(course: Path):
+    """nbgrader's Gradebook at the course's URL (:func:`rmteach.grading.course.gradebook_url`: SQLite or
+    PostgreSQL); a clear :class:`GradingError` when there is none yet or it cannot be opened."""
     from nbgrader.api import Gradebook
 
-    url = _gradebook_url(course)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):].split("?", 1)[0]).is_file():
-        # nbgrader would create an empty one: say what is missing instead
+    url = gradebook_url(course)
+    if not gradebook_exists(url):  # nbgrader would create an empty one: say what is missing instead
         raise GradingError(f"course: {course} has no gradebook yet (run make assignments, then make autograde)")
     try:
         return Gradebook(url)
-    except Exception as exc:  # a database that cannot be opened (server down, bad URL)
-        raise GradingError(f"course: cannot open the gradebook of {course} ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # a database that cannot be opened (server down, bad URL): any driver's error
+        why = mask_secrets(f"{type(exc).__name__}: {exc}", url)
+        raise GradingError(f"course: cannot open the gradebook {mask_url(url)} of {course} ({why})") from None
 
 
 # -- gathering -------------------------------------------------------------------------------------
@@ -297,7 +286,8 @@ def choice_questions(source_nb: dict) -> list[dict]:
                     key = None
             out.append(dict(
                 grade_id=meta.get("grade_id"), variable=path[0], keys=list(path[1]), multi=multi, options=options,
-                name=label.value if isinstance(label, ast.Constant) and isinstance(label.value, str) else ast.unparse(call.args[0]),
+                name=(label.value if isinstance(label, ast.Constant) and isinstance(label.value, str)
+                      else ast.unparse(call.args[0])),
                 why=_why_texts(resolve(kw.get("why"))), key=key, key_from=key_from if key is not None else None,
             ))
     return out
@@ -417,7 +407,8 @@ def _choices(course: Path, assignment: str, students: list[str], scores: dict) -
                 key_from=key_from, graded=len(students), readable=len(picks),
                 right=len(right_students) + len(passed_unreadable), right_students=right_students + passed_unreadable,
                 right_unreadable=len(passed_unreadable), picked=picked,
-                wrong=[dict(option=k, count=len(v), students=v, why=q["why"].get(k, "")) for k, v in sorted(wrong.items())],
+                wrong=[dict(option=k, count=len(v), students=v, why=q["why"].get(k, ""))
+                       for k, v in sorted(wrong.items())],
                 missed=[dict(option=k, count=len(v), students=v) for k, v in sorted(missed.items())],
                 wrong_sets=wrong_sets, unreadable=unreadable, no_answer=no_answer,
             ))
@@ -510,10 +501,13 @@ def gather_report(course: Path) -> dict:
 # -- rendering -------------------------------------------------------------------------------------
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1120px;color:#222;padding:0 16px}
-h1{font-size:24px;margin-bottom:4px} h2{margin-top:36px;border-bottom:2px solid #ddd;padding-bottom:4px} h3{margin:22px 0 6px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1120px;
+color:#222;padding:0 16px}
+h1{font-size:24px;margin-bottom:4px} h2{margin-top:36px;border-bottom:2px solid #ddd;padding-bottom:4px}
+h3{margin:22px 0 6px}
 .private{background:#fff3cd;border:1px solid #e0c36a;padding:10px 14px;border-radius:6px}
-table{border-collapse:collapse;margin:8px 0 14px;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:13px}
+th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top;text-align:left}
 th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .bar{display:inline-block;height:10px;background:#d9534f;vertical-align:middle;margin-right:6px}
 .muted{color:#666} img{max-width:100%;height:auto} code{font-size:12px;background:#f6f6f6;padding:0 3px}
@@ -650,8 +644,9 @@ def _render(data: dict) -> str:
     for a in assignments:
         c = a["counts"]
         out.append(f"<tr><td>{_e(a['name'])}</td><td class=n>{a['students']}</td>"
-                   f"<td class=n>{c['graded'] + c['needs manual grading']}</td><td class=n>{c['needs manual grading']}</td>"
-                   f"<td class=n>{c['failed']}</td><td class=n>{c['not autograded']}</td><td class=n>{c['not submitted']}</td>"
+                   f"<td class=n>{c['graded'] + c['needs manual grading']}</td>"
+                   f"<td class=n>{c['needs manual grading']}</td><td class=n>{c['failed']}</td>"
+                   f"<td class=n>{c['not autograded']}</td><td class=n>{c['not submitted']}</td>"
                    f"<td class=n>{_num(a['max_score'])}</td><td class=n>{_num(a['mean'], 2)}</td>"
                    f"<td class=n>{_num(a['median'], 2)}</td></tr>")
     out.append("</table>")
@@ -674,10 +669,12 @@ def _render(data: dict) -> str:
         out.append("<table><tr><th>cell</th><th>notebook</th><th>kind</th><th>points</th><th>full points</th>"
                    "<th>partial</th><th>none</th><th>to grade</th></tr>")
         for c in a["cells"]:
-            out.append(f"<tr><td><code>{_e(c['grade_id'])}</code></td><td>{_e(c['notebook'])}</td><td>{_e(c['kind'])}</td>"
+            out.append(f"<tr><td><code>{_e(c['grade_id'])}</code></td><td>{_e(c['notebook'])}</td>"
+                       f"<td>{_e(c['kind'])}</td>"
                        f"<td class=n>{_num(c['points'])}</td>"
                        f"<td class=n>{c['full']}/{c['graded']} ({_pct(c['full_share'])})</td>"
-                       f"<td class=n>{c['partial']}</td><td class=n>{c['zero']}</td><td class=n>{c['pending']}</td></tr>")
+                       f"<td class=n>{c['partial']}</td><td class=n>{c['zero']}</td>"
+                       f"<td class=n>{c['pending']}</td></tr>")
         out.append("</table></details>")
 
     out.append("<h2>Choice questions: the wrong options picked</h2>")
@@ -721,7 +718,8 @@ def _render(data: dict) -> str:
                     width = int(round(120 * w["count"] / max(1, q["graded"])))
                     row += (f"<td>{_e(w['option'])}</td><td class=n><span class=bar style=\"width:{width}px\"></span>"
                             f"{w['count']}</td><td>{_students(w['students'])}</td>"
-                            f"<td class=why>{_e(w['why']) if w['why'] else '<span class=muted>(no why= text)</span>'}</td>")
+                            "<td class=why>"
+                            f"{_e(w['why']) if w['why'] else '<span class=muted>(no why= text)</span>'}</td>")
                 out.append(f"<tr>{row}</tr>")
             if extra:
                 out.append(f'<tr><td colspan="4" class="muted">{"<br>".join(extra)}</td></tr>')
@@ -733,7 +731,8 @@ def _render(data: dict) -> str:
     else:
         out.append(f"<p>{len(data['failed'])} submission(s) could not be graded (score 0 in the export, not a real 0; "
                    "the next <code>make autograde</code> tries them again).</p>")
-        out.append("<table><tr><th>student</th><th>assignment</th><th>why</th><th>when</th><th>end of the log</th></tr>")
+        out.append("<table><tr><th>student</th><th>assignment</th><th>why</th><th>when</th>"
+                   "<th>end of the log</th></tr>")
         for f in data["failed"]:
             log = f"<code>{'<br>'.join(_e(line) for line in f['log_tail'])}</code>" if f["log_tail"] else "–"
             out.append(f"<tr><td>{_e(f['student'])}</td><td>{_e(f['assignment'])}</td><td>{_e(f['reason'])}</td>"
@@ -756,7 +755,8 @@ def _render(data: dict) -> str:
         out.append("</table>")
         out.append("<table><tr><th>assignment</th><th>jobs</th><th>total s</th><th>mean s</th><th>max s</th></tr>")
         for p in t["per_assignment"]:
-            out.append(f"<tr><td>{_e(p['assignment'])}</td><td class=n>{p['jobs']}</td><td class=n>{p['total']:.1f}</td>"
+            out.append(f"<tr><td>{_e(p['assignment'])}</td><td class=n>{p['jobs']}</td>"
+                       f"<td class=n>{p['total']:.1f}</td>"
                        f"<td class=n>{p['mean']:.1f}</td><td class=n>{p['max']:.1f}</td></tr>")
         out.append("</table>")
     out.append("</body></html>")
