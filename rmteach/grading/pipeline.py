@@ -1,14 +1,17 @@
 r"""The parallel grading pipeline: ``make autograde`` grades a class, sandboxed, one worker per core.
 
 :func:`autograde` grades every ``submitted/<student>/<assignment>/`` in parallel:
-one long-lived worker process per core (:mod:`rmteach.grading.worker`, nbgrader
-imported once) grades one ``(student, assignment)`` at a time; the workers share
-the course's ``gradebook.db`` (students are registered first, by this process;
-the gradebook is in SQLite's WAL mode).  This process hands out the jobs, so it
-knows what each worker holds: a worker that dies or overruns ``job_timeout`` is
-killed with its kernels and replaced, and only its job fails.  Student kernels
-run in the sandbox of :mod:`rmteach.grading.sandbox` (wired in
-``nbgrader_config.py``) when it is available; :func:`sandbox_state` says which.
+one long-lived worker process per core (:mod:`rmteach.grading.worker`, forked
+from this process once nbgrader is imported, so it is imported once) grades one
+``(student, assignment)`` at a time; the workers share the course's gradebook
+(students are registered first, by this process; an SQLite gradebook is in WAL
+mode).  This process hands out the jobs, so it knows what each worker holds: a
+worker that dies or overruns ``job_timeout`` is killed with its kernels and
+replaced, and only its job fails.  With each job it names the job the worker
+gets next, whose sandboxed kernel the worker starts while the current notebook
+runs (:mod:`rmteach.grading.kernel_prestart`).  Student kernels run in the
+sandbox of :mod:`rmteach.grading.sandbox` (wired in ``nbgrader_config.py``) when
+it is available; :func:`sandbox_state` says which.
 """
 
 from __future__ import annotations
@@ -177,14 +180,20 @@ class _Worker:
     """One worker process, spoken to over its stdin/stdout (JSON lines)."""
 
     def __init__(self, args: Sequence[str], log_path: Path):
+        from rmteach.grading import worker
+
         self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rmteach.grading.worker", *args, str(log_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_nbgrader_env(),
-            cwd=str(log_path.parent),
-        )
+        if worker.can_fork():  # nbgrader imported once, in this process, not once per worker (some 3 s each)
+            self.proc = worker.ForkedWorker(args, log_path)
+        else:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rmteach.grading.worker", *args, str(log_path)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_nbgrader_env(),
+                cwd=str(log_path.parent),
+            )
         self.buffer = b""
         self.job: Optional[tuple[str, str]] = None
+        self.hint: Optional[tuple[str, str]] = None
         self.started = 0.0
         self.ready = False
 
@@ -192,8 +201,9 @@ class _Worker:
         return self.proc.stdout.fileno()
 
     def send(self, job: tuple[str, str]) -> None:
+        """Hand over ``job``, with :attr:`hint`: the job this worker is meant to get next (it prepares its kernel)."""
         self.job, self.started = job, time.monotonic()
-        self.proc.stdin.write((json.dumps(list(job)) + "\n").encode())
+        self.proc.stdin.write((json.dumps(list(job) + list(self.hint or ())) + "\n").encode())
         self.proc.stdin.flush()
 
     def messages(self) -> list:
@@ -265,7 +275,13 @@ def _run_jobs(course: Path, jobs: Sequence[tuple[str, str]], workers: int, mode:
         while pool and (todo or any(w.job for w in pool)):
             for w in pool:
                 if w.ready and w.job is None and todo:
-                    w.send(todo.pop(0))
+                    # the job this worker was told it gets next (its kernel is starting), else the first left;
+                    # and a hint of the one after: the first job no other worker was told about
+                    job = w.hint if w.hint in todo else todo[0]
+                    todo.remove(job)
+                    told = {x.hint for x in pool if x is not w and x.job is not None}
+                    w.hint = next((j for j in todo if j not in told), None)
+                    w.send(job)
             ready = wait(pool, timeout=1.0)
             for w in list(pool):
                 if w not in ready:
@@ -325,10 +341,10 @@ def autograde(course: Path, force: bool = False, workers: Optional[int] = None, 
               log=print, job_timeout: float = JOB_TIMEOUT) -> list[JobResult]:
     """``make autograde``: grade every ``submitted/<student>/<assignment>/`` in parallel.
 
-    ``workers`` long-lived worker processes (default: one per core) each import
-    nbgrader once and grade one submission at a time, in-process through
-    nbgrader's API, on the shared ``gradebook.db`` (students are registered first,
-    by this process; workers wait up to :data:`DB_BUSY_TIMEOUT` s for the lock).
+    ``workers`` long-lived worker processes (default: one per core) grade one
+    submission at a time, in-process through nbgrader's API, on the shared
+    gradebook (students are registered first, by this process; on SQLite workers
+    wait up to :data:`rmteach.grading.gradebook.DB_BUSY_TIMEOUT` s for the lock).
     nbgrader grades a *working copy* of each submission (in a temporary folder),
     which :func:`rmteach.grading.repair.prepare_submission` first checks and repairs;
     the student's files in ``submitted/`` are never changed.

@@ -189,12 +189,16 @@ def bwrap_command(
     protected_paths: Iterable[os.PathLike | str] = (),
     bwrap: Optional[str] = None,
     uid: int = 1000,
+    workdir_source: Optional[os.PathLike | str] = None,
 ) -> list[str]:
     """The full command line that runs ``argv`` sandboxed, with ``workdir`` as its only writable course folder.
 
     ``rw_dirs`` are extra writable folders (the kernel's socket folder), mounted at
-    the same path.  Raises :class:`SandboxError` when a mount would overlap one of
-    ``protected_paths`` or a required tool is missing.  A limit of 0 means no limit.
+    the same path.  ``workdir_source``: a host folder to mount *at* ``workdir``
+    instead of ``workdir`` itself (a kernel started before nbgrader made its
+    folder: :mod:`rmteach.grading.kernel_prestart`).  Raises :class:`SandboxError`
+    when a mount would overlap one of ``protected_paths`` or a required tool is
+    missing.  A limit of 0 means no limit.
     """
     bwrap = bwrap or shutil.which("bwrap")
     if not bwrap:
@@ -202,13 +206,14 @@ def bwrap_command(
     timeout_prefix, prlimit_prefix = _limits(memory_bytes, cpu_seconds, wall_seconds, file_size_bytes)
 
     work = _real(workdir)
-    if not work.is_dir():
-        raise SandboxError(f"the student's working folder {work} does not exist")
+    work_src = _real(workdir_source) if workdir_source is not None else work
+    if not work_src.is_dir():
+        raise SandboxError(f"the student's working folder {work_src} does not exist")
     rws = [work] + [_real(d) for d in rw_dirs]
     ro_mounts = python_mounts() + [(_real(p), _real(p)) for p in extra_ro_paths]
     ros = [dest for _, dest in ro_mounts]
     protected = [_real(p) for p in protected_paths]
-    for mount in rws + [src for src, _ in ro_mounts] + ros:
+    for mount in rws + [work_src] + [src for src, _ in ro_mounts] + ros:
         if mount == Path("/"):
             raise SandboxError("refusing to mount / into the sandbox")
         for p in protected:
@@ -251,7 +256,7 @@ def bwrap_command(
     for src, dest in ro_mounts:
         cmd += ["--ro-bind", str(src), str(dest)]
     for p in rws:
-        cmd += ["--bind", str(p), str(p)]
+        cmd += ["--bind", str(work_src if p == work else p), str(p)]
     for a in anchors:
         cmd += ["--remount-ro", str(a)]
     cmd += ["--remount-ro", "/", "--chdir", str(work), "--clearenv"]
@@ -633,6 +638,29 @@ def user_sandbox_available() -> tuple[bool, str]:
 # --------------------------------------------------------------------------- kernel manager
 
 
+def _die_with_parent_setup():
+    """A ``preexec_fn`` that has the kernel's first process killed when the process that started it dies.
+
+    bwrap's ``--die-with-parent`` ties the sandbox to that first process (``timeout``);
+    this ties ``timeout`` to the grading process, so a grading worker that is killed
+    takes its kernels' sandboxes with it.  (Linux ``prctl(PR_SET_PDEATHSIG)``; elsewhere
+    nothing.)  The C function is looked up here, before the fork.
+    """
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    sig = int(signal.SIGKILL)
+
+    def set_pdeathsig() -> None:
+        prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
+
+
 class _SandboxMixin(KernelManager):
     """Launches the kernel inside bwrap; ZeroMQ over ipc:// sockets in a private folder."""
 
@@ -654,6 +682,8 @@ class _SandboxMixin(KernelManager):
 
     _sandbox_dir: Optional[str] = None
     _slot: Optional[_UserSlot] = None
+    #: a host folder mounted at the kernel's working folder instead of that folder (see bwrap_command)
+    workdir_source: Optional[str] = None
 
     def _make_sandbox_dir(self) -> None:
         # Short path: a Unix socket path must stay under 108 bytes.
@@ -719,6 +749,7 @@ class _SandboxMixin(KernelManager):
             extra_ro_paths=self.extra_ro_paths,
             protected_paths=self.protected_paths,
             bwrap=self.bwrap_path or None,
+            workdir_source=self.workdir_source,
         )
         # The kernel is in its own session inside the sandbox: a SIGINT to the process
         # group jupyter_client started would hit bwrap, not the kernel.  ipykernel
@@ -727,7 +758,8 @@ class _SandboxMixin(KernelManager):
             self.kernel_spec.interrupt_mode = "message"
         kw = dict(kw)
         kw["env"] = {"PATH": "/usr/bin:/bin", "LANG": env.get("LANG", "C.UTF-8")}
-        kw["cwd"] = str(_real(cwd))
+        kw["cwd"] = str(_real(self.workdir_source or cwd))
+        kw["preexec_fn"] = _die_with_parent_setup()
         self.log.debug("sandboxed kernel command: %s", cmd)
         await super()._async_launch_kernel(cmd, **kw)  # type: ignore[misc]
 
