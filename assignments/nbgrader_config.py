@@ -32,8 +32,14 @@ c.Execute.timeout = 60
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
 # Kernels log only errors (not the "running over TCP" warning of every kernel start);
-# the history file stays in memory, as nbgrader's default does.
-c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR"]
+# the history file stays in memory, as nbgrader's default does. Errors in student code get
+# Python's plain traceback (the failing lines, each with its file and line number) rather than
+# IPython's "Context" one: that one imports and runs a syntax highlighter per error, some
+# 0.1 s for the first and 15 ms for each further one, and an unfinished notebook has dozens.
+# The checks' own messages (rmteach.grading.checks) look the same in either mode.
+c.Execute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:", "--IPKernelApp.log_level=ERROR", "--InteractiveShell.xmode=Plain",
+]
 
 # --- autograde ---------------------------------------------------------------
 # Students need not be registered beforehand: autograde adds them to the gradebook.
