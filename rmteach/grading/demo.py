@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -172,6 +173,18 @@ def demo(keep: Optional[Path] = None, log=print, sandbox: Optional[str] = None) 
     the autograded score each must get (worked out from which answers it holds).
     Returns 0 if every score is the expected one.
     """
+    from rmteach.grading.course import GRADEBOOK_URL_ENV
+
+    # the demo's course copy keeps its own SQLite gradebook: never the course database of $RMTEACH_GRADEBOOK_URL
+    url = os.environ.pop(GRADEBOOK_URL_ENV, None)
+    try:
+        return _demo(keep, log, sandbox)
+    finally:
+        if url is not None:
+            os.environ[GRADEBOOK_URL_ENV] = url
+
+
+def _demo(keep: Optional[Path], log, sandbox: Optional[str]) -> int:
     t0 = time.monotonic()
     tmp = None
     if keep is None:
