@@ -275,11 +275,11 @@ def _run_jobs(course: Path, jobs: Sequence[tuple[str, str]], workers: int, mode:
         while pool and (todo or any(w.job for w in pool)):
             for w in pool:
                 if w.ready and w.job is None and todo:
-                    # the job this worker was told it gets next (its kernel is starting), else the first left;
-                    # and a hint of the one after: the first job no other worker was told about
-                    job = w.hint if w.hint in todo else todo[0]
+                    # the job this worker was told it gets next (its kernel is starting), else the first no
+                    # other worker was told about; and, as its next, the first job left no other was told about
+                    told = {x.hint for x in pool if x is not w}
+                    job = w.hint if w.hint in todo else next((j for j in todo if j not in told), todo[0])
                     todo.remove(job)
-                    told = {x.hint for x in pool if x is not w and x.job is not None}
                     w.hint = next((j for j in todo if j not in told), None)
                     w.send(job)
             ready = wait(pool, timeout=1.0)
