@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -80,14 +79,6 @@ def _labels(labels: ArrayLike, ref: np.ndarray) -> np.ndarray:
     return y
 
 
-def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {_checks.describe(value)}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {int(value)}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------
 # calibration
 
@@ -118,7 +109,7 @@ def reliability_table(probs: ArrayLike, labels: ArrayLike, n_bins: int = 10) -> 
     """
     p = _probs(probs)
     y = _labels(labels, p)
-    m = _count("n_bins", n_bins, 1)
+    m = _checks.check_int("n_bins", n_bins, 1)
     edges = np.arange(m + 1, dtype=np.float64) / m
     order = np.lexsort((y, p))
     p, y = p[order], y[order]
@@ -185,8 +176,8 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     Shapes: ``successes`` and ``n`` integers with :math:`0 \le s \le n`,
     :math:`n \ge 1`; ``confidence`` in (0, 1).  Returns ``(lo, hi)`` as floats.
     """
-    s = _count("successes", successes, 0)
-    total = _count("n", n, 1)
+    s = _checks.check_int("successes", successes, 0)
+    total = _checks.check_int("n", n, 1)
     if s > total:
         raise ValueError(f"successes must be <= n, got successes={s} and n={total}")
     c = np.asarray(_checks.as_real_array("confidence", confidence), dtype=np.float64)

@@ -166,9 +166,9 @@ class TestCalibrationBadInput:
     @pytest.mark.parametrize("n_bins, error, match", [
         (0, ValueError, r"^n_bins must be an integer >= 1, got 0"),
         (-3, ValueError, r"^n_bins must be an integer >= 1, got -3"),
-        (2.5, TypeError, r"^n_bins must be an integer, got float 2.5"),
-        (True, TypeError, r"^n_bins must be an integer, got bool True"),
-        ("10", TypeError, r"^n_bins must be an integer, got str '10'"),
+        (2.5, TypeError, r"^n_bins must be an integer >= 1, got float 2.5"),
+        (True, TypeError, r"^n_bins must be an integer >= 1, got bool True"),
+        ("10", TypeError, r"^n_bins must be an integer >= 1, got str '10'"),
     ])
     def test_bad_n_bins(self, name, n_bins, error, match):
         with pytest.raises(error, match=match):
@@ -253,9 +253,9 @@ def test_wilson_shrinks_with_more_data_at_the_same_proportion(n, data, k):
     ((11, 10), ValueError, r"^successes must be <= n, got successes=11 and n=10"),
     ((-1, 10), ValueError, r"^successes must be an integer >= 0, got -1"),
     ((0, 0), ValueError, r"^n must be an integer >= 1, got 0"),
-    ((8.0, 10), TypeError, r"^successes must be an integer, got float 8.0"),
-    ((8, 10.0), TypeError, r"^n must be an integer, got float 10.0"),
-    ((True, 10), TypeError, r"^successes must be an integer, got bool True"),
+    ((8.0, 10), TypeError, r"^successes must be an integer >= 0, got float 8.0"),
+    ((8, 10.0), TypeError, r"^n must be an integer >= 1, got float 10.0"),
+    ((True, 10), TypeError, r"^successes must be an integer >= 0, got bool True"),
     ((8, 10, 0.0), ValueError, r"^confidence must be a single number in \(0, 1\), got float 0.0"),
     ((8, 10, 1.0), ValueError, r"^confidence must be a single number in \(0, 1\)"),
     ((8, 10, 95), ValueError, r"^confidence must be a single number in \(0, 1\), got int 95"),
