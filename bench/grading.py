@@ -73,19 +73,7 @@ def build(root: Path, students: int, assignments: list[str], log=print) -> tuple
     rules = keep_rules()
     kinds = list(rules)
     chosen = {f"s{i:02d}": (kinds[i % len(kinds)], rules[kinds[i % len(kinds)]]) for i in range(students)}
-    expected = {}
-    for assignment in assignments:
-        for student, (_, make_keep) in chosen.items():
-            notebooks, total = {}, 0.0
-            for src in sorted((course / "source" / assignment).glob("*.ipynb")):
-                source_nb = gcourse._read_nb(src)
-                release_nb = gcourse._read_nb(course / "release" / assignment / src.name)
-                keep = make_keep(source_nb)
-                notebooks[src.name] = gdemo.build_submission(release_nb, source_nb, keep)
-                total += gdemo.expected_auto_score(source_nb, keep)
-            gdemo.write_submission(course, student, assignment, notebooks)
-            expected[(student, assignment)] = total
-    return course, expected
+    return course, gdemo.make_demo_submissions(course, chosen, assignments)
 
 
 class _Phases:

@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from rmteach.grading.course import (
     REPO_COURSE, GradingError, _meta, _notebooks, _read_nb, _write_nb, copy_course, course_assignments,
@@ -143,14 +143,17 @@ DEMO_STUDENTS = {  # id: (what the submission is, keep(source_nb) -> keep functi
 }
 
 
-def make_demo_submissions(course: Path, students: Mapping[str, tuple] = DEMO_STUDENTS) -> dict:
-    """Write the demo students' submissions for every released assignment.
+def make_demo_submissions(course: Path, students: Mapping[str, tuple] = DEMO_STUDENTS,
+                          assignments: Optional[Sequence[str]] = None) -> dict:
+    """Write made-up students' submissions of ``assignments`` (default: every assignment; each must be released).
 
+    ``students``: ``{name: (description, make_keep)}``, where ``make_keep(source_nb)``
+    says which answer cells (by grade id) the student's notebook keeps.
     Returns ``{(student, assignment): expected autograded points}``.
     """
     course = Path(course)
     expected = {}
-    for assignment in course_assignments(course):
+    for assignment in assignments or course_assignments(course):
         for student, (_, make_keep) in students.items():
             notebooks, total = {}, 0.0
             for src in _notebooks(course, "source", assignment):
