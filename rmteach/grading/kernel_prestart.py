@@ -26,6 +26,7 @@ the bubblewrap sandbox is prestarted; the grader-user fallback and
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -72,7 +73,9 @@ def _kill(km: Any) -> None:
             pass
 
 
+@functools.lru_cache(maxsize=None)
 def _manager_class():
+    """The kernel manager class (built on first use, once: importing this module imports no jupyter_client)."""
     from rmteach.grading.sandbox import SandboxKernelManager
 
     class PrestartedKernelManager(SandboxKernelManager):
